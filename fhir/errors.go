@@ -15,6 +15,8 @@ const (
 	IssueInvalid      IssueCode = "invalid"
 	IssueNotSupported IssueCode = "not-supported"
 	IssueInvariant    IssueCode = "invariant"
+	IssueProcessing   IssueCode = "processing"
+	IssueConflict     IssueCode = "conflict"
 )
 
 // Issue is one problem found in a resource or request.

@@ -314,3 +314,59 @@ func Stamp(body []byte, id string, version int64, lastUpdated time.Time) ([]byte
 	}
 	return append(out, '}'), nil
 }
+
+// MapStrings returns a copy of the JSON b in which every string value (not
+// member names) for which fn returns (s, true) is replaced by s. It is used
+// to rewrite references to a Bundle's fullUrls.
+func MapStrings(b []byte, fn func(string) (string, bool)) ([]byte, error) {
+	out := make([]byte, 0, len(b))
+	expectKey := false
+	var stack []byte // '{' or '['
+	for i := 0; i < len(b); {
+		c := b[i]
+		switch c {
+		case '{', '[':
+			stack = append(stack, c)
+			expectKey = c == '{'
+			out = append(out, c)
+			i++
+		case '}', ']':
+			if len(stack) > 0 {
+				stack = stack[:len(stack)-1]
+			}
+			expectKey = false
+			out = append(out, c)
+			i++
+		case ',':
+			expectKey = len(stack) > 0 && stack[len(stack)-1] == '{'
+			out = append(out, c)
+			i++
+		case ':':
+			expectKey = false
+			out = append(out, c)
+			i++
+		case '"':
+			end, err := skipString(b, i)
+			if err != nil {
+				return nil, err
+			}
+			if !expectKey {
+				s, err := unquote(b[i:end])
+				if err != nil {
+					return nil, err
+				}
+				if r, ok := fn(s); ok {
+					out = appendQuoted(out, r)
+					i = end
+					continue
+				}
+			}
+			out = append(out, b[i:end]...)
+			i = end
+		default:
+			out = append(out, c)
+			i++
+		}
+	}
+	return out, nil
+}

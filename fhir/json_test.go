@@ -124,3 +124,23 @@ func FuzzStamp(f *testing.F) {
 		}
 	})
 }
+
+func TestMapStrings(t *testing.T) {
+	in := `{"a":"urn:uuid:1","urn:uuid:1":["urn:uuid:1",{"reference":"urn:uuid:2"}],"n":1,"s":"x\"urn:uuid:1"}`
+	got, err := fhir.MapStrings([]byte(in), func(s string) (string, bool) {
+		switch s {
+		case "urn:uuid:1":
+			return "Patient/p1", true
+		case "urn:uuid:2":
+			return "Observation/o\"2", true
+		}
+		return "", false
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"a":"Patient/p1","urn:uuid:1":["Patient/p1",{"reference":"Observation/o\"2"}],"n":1,"s":"x\"urn:uuid:1"}`
+	if string(got) != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+}
