@@ -9,6 +9,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -44,6 +46,65 @@ const (
 	LevelHoog         Level = 30
 )
 
+// eIDAS level-of-assurance URIs used as acr values. Basis is not notified
+// under eIDAS; Midden counts as low, Substantieel as substantial, Hoog as
+// high.
+const (
+	ACRBasis        = "http://eidas.europa.eu/LoA/NotNotified/low"
+	ACRMidden       = "http://eidas.europa.eu/LoA/low"
+	ACRSubstantieel = "http://eidas.europa.eu/LoA/substantial"
+	ACRHoog         = "http://eidas.europa.eu/LoA/high"
+)
+
+// ACR returns the acr URI of l ("" for LevelNone).
+func (l Level) ACR() string {
+	switch {
+	case l >= LevelHoog:
+		return ACRHoog
+	case l >= LevelSubstantieel:
+		return ACRSubstantieel
+	case l >= LevelMidden:
+		return ACRMidden
+	case l >= LevelBasis:
+		return ACRBasis
+	}
+	return ""
+}
+
+// String names l in Dutch, as DigiD does.
+func (l Level) String() string {
+	switch l {
+	case LevelHoog:
+		return "hoog"
+	case LevelSubstantieel:
+		return "substantieel"
+	case LevelMidden:
+		return "midden"
+	case LevelBasis:
+		return "basis"
+	case LevelNone:
+		return "none"
+	}
+	return strconv.Itoa(int(l))
+}
+
+// ParseLevel accepts an acr URI (eIDAS, or the SAML classes DigiD uses), a
+// level name (basis, midden, substantieel, hoog) or a number (10, 20, 25,
+// 30). It returns LevelNone and false for anything else.
+func ParseLevel(s string) (Level, bool) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "basis", "10", "http://eidas.europa.eu/loa/notnotified/low", "urn:oasis:names:tc:saml:2.0:ac:classes:passwordprotectedtransport":
+		return LevelBasis, true
+	case "midden", "20", "http://eidas.europa.eu/loa/low", "urn:oasis:names:tc:saml:2.0:ac:classes:mobiletwofactorcontract":
+		return LevelMidden, true
+	case "substantieel", "25", "http://eidas.europa.eu/loa/substantial", "http://eidas.europa.eu/loa/notnotified/substantial", "urn:oasis:names:tc:saml:2.0:ac:classes:smartcard":
+		return LevelSubstantieel, true
+	case "hoog", "30", "http://eidas.europa.eu/loa/high", "http://eidas.europa.eu/loa/notnotified/high", "urn:oasis:names:tc:saml:2.0:ac:classes:smartcardpki":
+		return LevelHoog, true
+	}
+	return LevelNone, false
+}
+
 // Principal is who is behind a request, and what their credentials allow.
 type Principal struct {
 	Kind Kind
@@ -63,6 +124,19 @@ type Principal struct {
 	AuthTime, SecondFactorTime time.Time
 	// SessionID identifies the login session (never logged in full).
 	SessionID string
+
+	// Patient is the SMART launch patient (the citizen's own Patient, or
+	// the child a parent acts for), "" if none.
+	Patient string
+	// Provider is the upstream identity provider id ("digid", a
+	// municipality) or "local" for local accounts; "" for system clients.
+	Provider string
+	// Organization is the Organization reference of a professional or
+	// system client, when known.
+	Organization string
+	// Roles are staff roles from the municipality provider (coach,
+	// care-team, referrer, helpdesk).
+	Roles []string
 }
 
 // LogValue logs the kind, subject and client only.

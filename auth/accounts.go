@@ -1,0 +1,5 @@
+package auth
+
+import "net/http"
+
+func (b *Broker) accountRoutes(m *http.ServeMux) {}
