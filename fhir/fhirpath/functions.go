@@ -128,6 +128,7 @@ func init() {
 		"comparable":   {1, 1, fnComparable},
 		// FHIR
 		"extension":         {1, 1, fnExtension},
+		"hasExtension":      {1, 1, fnHasExtension},
 		"hasValue":          {0, 0, fnHasValue},
 		"getValue":          {0, 0, fnGetValue},
 		"resolve":           {0, 0, fnResolve},
@@ -1362,6 +1363,16 @@ func fnExtension(ec *evalCtx, focus Collection, c *callExpr, fr *frame) (Collect
 		}
 	}
 	return out, nil
+}
+
+// fnHasExtension is extension(url).exists(); R4's search parameter
+// QuestionnaireResponse-item-subject uses it.
+func fnHasExtension(ec *evalCtx, focus Collection, c *callExpr, fr *frame) (Collection, error) {
+	r, err := fnExtension(ec, focus, c, fr)
+	if err != nil {
+		return nil, err
+	}
+	return boolResult(len(r) > 0)
 }
 
 func fnHasValue(_ *evalCtx, focus Collection, _ *callExpr, _ *frame) (Collection, error) {
