@@ -8,7 +8,9 @@ import (
 // Records is a small versioned key-value store for state that is not a FHIR
 // resource: accounts, sessions, tokens, signing keys, one-time codes, rate
 // limit counters. Every backend that implements Store implements Records in
-// the same database, so both survive and move together.
+// the same database, so both survive and move together. A backend's Tx may
+// implement Records too (detect it with a type assertion): record writes made
+// through it commit or roll back with the transaction's resource writes.
 type Records interface {
 	// GetRecord returns the record kind/key, or an error wrapping
 	// ErrNotFound (also when it has expired).

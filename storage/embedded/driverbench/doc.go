@@ -1,0 +1,10 @@
+// Package driverbench compares SQLite drivers for the embedded store on the
+// workloads the store runs: point reads of a 2 KB JSON row by key with
+// concurrent readers, durable single-row commits, a batched insert
+// transaction and an index range count. It is a separate module so that the
+// drivers not chosen stay out of Regie's build; run it with
+//
+//	cd storage/embedded/driverbench && go test -bench . -count 5
+//
+// The results are recorded in docs/benchmarks.md ("SQLite driver").
+package driverbench

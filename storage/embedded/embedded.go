@@ -1,0 +1,284 @@
+// Package embedded is Regie's default storage backend: one SQLite database
+// file (WAL mode, synchronous=FULL) through the pure-Go driver
+// modernc.org/sqlite, so the binary needs no service and no cgo.
+//
+// All writes go through one writer goroutine that commits them in groups:
+// concurrent Write, Transact and record calls are queued, run in one SQLite
+// transaction with a SAVEPOINT each (a failing request rolls back only
+// itself), and acknowledged together after one COMMIT, that is one fsync.
+// Reads run on a pool of read-only connections, each with its own WAL
+// snapshot. docs/storage.md describes the schema and the reasoning.
+package embedded
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+
+	"regie/storage"
+)
+
+// Interface guards.
+var (
+	_ storage.Store   = (*Store)(nil)
+	_ storage.Records = (*Store)(nil)
+	_ storage.Tx      = (*tx)(nil)
+	_ storage.Records = (*tx)(nil)
+)
+
+// FileName is the database file inside the data directory.
+const FileName = "regie.db"
+
+// Options tune the store; the zero value (or nil) gives the defaults.
+type Options struct {
+	// Logger receives background errors (purge, checkpoint); nil discards.
+	Logger *slog.Logger
+	// Readers is the size of the read connection pool (default
+	// max(4, 2×GOMAXPROCS)).
+	Readers int
+	// MaxBatch is the most requests committed together (default 256).
+	MaxBatch int
+	// PurgeInterval is how often expired records are deleted (default one
+	// minute; negative disables).
+	PurgeInterval time.Duration
+	// CacheKiB is SQLite's page cache per connection in KiB (default 16384).
+	CacheKiB int
+	// Now is the clock (default time.Now); lastUpdated never goes back even
+	// if it does.
+	Now func() time.Time
+}
+
+// Store is the embedded store. It is safe for concurrent use.
+type Store struct {
+	path  string
+	log   *slog.Logger
+	now   func() time.Time
+	rdb   *sql.DB // read-only pool
+	wdb   *sql.DB // the writer's single connection
+	wconn *sql.Conn
+	rst   *stmts // prepared on rdb
+	wst   *stmts // prepared on wconn
+	dict  *dict
+
+	maxBatch int
+	queue    chan *request
+	mu       sync.RWMutex // held (R) while enqueuing; (W) by Close
+	closed   bool
+	stop     chan struct{}  // closed by Close: stops background work
+	done     chan struct{}  // closed when the writer has exited
+	bg       sync.WaitGroup // background goroutines other than the writer
+	closeErr error
+	once     sync.Once
+
+	// Writer goroutine state.
+	last int64 // the last vid (lastUpdated, µs) handed out
+}
+
+// Open opens (creating if needed) the store in directory dir.
+func Open(dir string, opts *Options) (*Store, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Readers <= 0 {
+		o.Readers = max(4, 2*runtime.GOMAXPROCS(0))
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 256
+	}
+	if o.PurgeInterval == 0 {
+		o.PurgeInterval = time.Minute
+	}
+	if o.CacheKiB <= 0 {
+		o.CacheKiB = 16384
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("embedded: open: %w", err)
+	}
+	path := filepath.Join(dir, FileName)
+	s := &Store{
+		path:     path,
+		log:      o.Logger,
+		now:      o.Now,
+		maxBatch: o.MaxBatch,
+		queue:    make(chan *request, 4*o.MaxBatch),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	if err := s.open(o); err != nil {
+		s.closeDBs()
+		return nil, err
+	}
+	go s.writer()
+	if o.PurgeInterval > 0 {
+		s.bg.Add(1)
+		go s.purger(o.PurgeInterval)
+	}
+	return s, nil
+}
+
+func dsn(path string, cacheKiB int, readOnly bool) string {
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous(FULL)")
+	q.Add("_pragma", fmt.Sprintf("cache_size(-%d)", cacheKiB))
+	q.Add("_pragma", "foreign_keys(OFF)")
+	if readOnly {
+		q.Add("_pragma", "query_only(ON)")
+	} else {
+		q.Add("_pragma", "temp_store(MEMORY)")
+	}
+	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
+}
+
+func (s *Store) open(o Options) error {
+	ctx := context.Background()
+	var err error
+	s.wdb, err = sql.Open("sqlite", dsn(s.path, o.CacheKiB, false))
+	if err != nil {
+		return fmt.Errorf("embedded: open: %w", err)
+	}
+	s.wdb.SetMaxOpenConns(1)
+	s.wdb.SetMaxIdleConns(1)
+	s.wdb.SetConnMaxLifetime(0)
+	s.wconn, err = s.wdb.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("embedded: open: %w", err)
+	}
+	var mode string
+	var syncMode int
+	if err := s.wconn.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return fmt.Errorf("embedded: open: %w", err)
+	}
+	if err := s.wconn.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&syncMode); err != nil {
+		return fmt.Errorf("embedded: open: %w", err)
+	}
+	if mode != "wal" || syncMode != 2 {
+		return fmt.Errorf("embedded: open: journal_mode %s synchronous %d, want wal and 2 (FULL)", mode, syncMode)
+	}
+	var version int
+	if err := s.wconn.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return fmt.Errorf("embedded: open: %w", err)
+	}
+	if version > schemaVersion {
+		return fmt.Errorf("embedded: open: database schema %d is newer than this program's %d", version, schemaVersion)
+	}
+	if _, err := s.wconn.ExecContext(ctx, schema); err != nil {
+		return fmt.Errorf("embedded: create schema: %w", err)
+	}
+	if version < schemaVersion {
+		if _, err := s.wconn.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", schemaVersion)); err != nil {
+			return fmt.Errorf("embedded: open: %w", err)
+		}
+	}
+	if err := s.wconn.QueryRowContext(ctx, "SELECT coalesce(max(vid), 0) FROM versions").Scan(&s.last); err != nil {
+		return fmt.Errorf("embedded: open: %w", err)
+	}
+	s.dict, err = loadDict(ctx, s.wconn)
+	if err != nil {
+		return err
+	}
+	if s.wst, err = prepare(ctx, s.wconn); err != nil {
+		return err
+	}
+
+	s.rdb, err = sql.Open("sqlite", dsn(s.path, o.CacheKiB, true))
+	if err != nil {
+		return fmt.Errorf("embedded: open: %w", err)
+	}
+	s.rdb.SetMaxOpenConns(o.Readers)
+	s.rdb.SetMaxIdleConns(o.Readers)
+	s.rdb.SetConnMaxLifetime(0)
+	if s.rst, err = prepare(ctx, s.rdb); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Close finishes the queued writes, checkpoints the WAL into the database
+// file and closes it. It is safe to call more than once.
+func (s *Store) Close() error {
+	s.once.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		close(s.queue)
+		close(s.stop)
+		s.mu.Unlock()
+		<-s.done
+		s.bg.Wait()
+		if _, err := s.wconn.ExecContext(context.Background(), "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+			s.closeErr = fmt.Errorf("embedded: checkpoint: %w", err)
+		}
+		if err := s.closeDBs(); err != nil && s.closeErr == nil {
+			s.closeErr = err
+		}
+	})
+	return s.closeErr
+}
+
+func (s *Store) closeDBs() error {
+	var errs []error
+	for _, st := range []*stmts{s.rst, s.wst} {
+		if st != nil {
+			st.close()
+		}
+	}
+	if s.wconn != nil {
+		errs = append(errs, s.wconn.Close())
+	}
+	if s.rdb != nil {
+		errs = append(errs, s.rdb.Close())
+	}
+	if s.wdb != nil {
+		errs = append(errs, s.wdb.Close())
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("embedded: close: %w", err)
+	}
+	return nil
+}
+
+// isClosed reports whether Close has begun.
+func (s *Store) isClosed() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.closed
+}
+
+// readErr maps an error of the read pool: after Close it is ErrClosed.
+func (s *Store) readErr(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	if errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrDeleted) ||
+		errors.Is(err, storage.ErrInvalidCursor) || errors.Is(err, storage.ErrUnsupported) {
+		return err
+	}
+	if s.isClosed() {
+		return fmt.Errorf("embedded: %s: %w", op, storage.ErrClosed)
+	}
+	return fmt.Errorf("embedded: %s: %w", op, err)
+}
+
+// Path returns the database file's path.
+func (s *Store) Path() string { return s.path }

@@ -1,0 +1,345 @@
+package embedded
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"regie/fhir"
+	"regie/fhir/search"
+	"regie/storage"
+)
+
+var errNoRows = sql.ErrNoRows
+
+// view is what the read code needs from either the read pool or the
+// writer's transaction.
+type view struct {
+	st       *stmts
+	lookup   func(name string) (int64, bool)
+	typeName func(id int64) string
+	// paramID and systemID look up dictionary ids without creating them.
+	paramID  func(tid int64, code string) (int64, bool)
+	systemID func(uri string) (int64, bool)
+}
+
+func (s *Store) poolView() *view {
+	return &view{
+		st:       s.rst,
+		lookup:   s.dict.typeID,
+		typeName: s.dict.typeName,
+		paramID:  s.dict.paramID,
+		systemID: s.dict.systemID,
+	}
+}
+
+func (w *wtx) view() *view {
+	return &view{st: w.st, lookup: w.lookupType, typeName: w.typeName, paramID: w.lookupParam, systemID: w.lookupSystem}
+}
+
+func notFound(typ string) error {
+	return fmt.Errorf("embedded: %s: %w", typ, storage.ErrNotFound)
+}
+
+func (v *view) read(ctx context.Context, typ, id string) (*fhir.Resource, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	tid, ok := v.lookup(typ)
+	if !ok {
+		return nil, notFound(typ)
+	}
+	var rid, vid int64
+	r := &fhir.Resource{Type: typ, ID: id}
+	err := v.st.readCur.QueryRowContext(ctx, tid, id).Scan(&rid, &r.Version, &vid, &r.Body)
+	if errors.Is(err, errNoRows) {
+		return nil, notFound(typ)
+	}
+	if err != nil {
+		return nil, ctxOr(ctx, err)
+	}
+	r.LastUpdated = time.UnixMicro(vid).UTC()
+	if r.Body == nil {
+		r.Deleted = true
+		return r, fmt.Errorf("embedded: %s: %w", typ, storage.ErrDeleted)
+	}
+	return r, nil
+}
+
+func (v *view) vread(ctx context.Context, typ, id string, version int64) (*fhir.Resource, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	tid, ok := v.lookup(typ)
+	if !ok {
+		return nil, notFound(typ)
+	}
+	var vid int64
+	r := &fhir.Resource{Type: typ, ID: id, Version: version}
+	err := v.st.readVer.QueryRowContext(ctx, tid, id, version).Scan(&vid, &r.Body)
+	if errors.Is(err, errNoRows) {
+		return nil, notFound(typ)
+	}
+	if err != nil {
+		return nil, ctxOr(ctx, err)
+	}
+	r.LastUpdated = time.UnixMicro(vid).UTC()
+	if r.Body == nil {
+		r.Deleted = true
+		return r, fmt.Errorf("embedded: %s: %w", typ, storage.ErrDeleted)
+	}
+	return r, nil
+}
+
+// ctxOr returns ctx's error if it is done (the driver reports an
+// interrupted statement in its own words), else err.
+func ctxOr(ctx context.Context, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		return cerr
+	}
+	return err
+}
+
+// History cursors are "h<dir><vid>": dir '<' continues with older versions
+// (vid < n), '>' goes back to newer ones (vid > n).
+func parseHistoryCursor(c string) (older bool, vid int64, err error) {
+	if len(c) < 3 || c[0] != 'h' || (c[1] != '<' && c[1] != '>') {
+		return false, 0, fmt.Errorf("embedded: history: %w", storage.ErrInvalidCursor)
+	}
+	vid, err = strconv.ParseInt(c[2:], 10, 64)
+	if err != nil || vid <= 0 {
+		return false, 0, fmt.Errorf("embedded: history: %w", storage.ErrInvalidCursor)
+	}
+	return c[1] == '<', vid, nil
+}
+
+func pageSize(n int) int {
+	switch {
+	case n <= 0:
+		return storage.DefaultCount
+	case n > storage.MaxCount:
+		return storage.MaxCount
+	}
+	return n
+}
+
+func (v *view) history(ctx context.Context, q *storage.HistoryQuery) (*storage.Page, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if q.Constraint != nil {
+		return nil, fmt.Errorf("embedded: history with a constraint: %w", storage.ErrUnsupported)
+	}
+	if q.ID != "" && q.Type == "" {
+		return nil, fmt.Errorf("embedded: history of an id without a type: %w", storage.ErrUnsupported)
+	}
+	count := pageSize(q.Count)
+	older, cur := true, int64(0)
+	if q.Cursor != "" {
+		var err error
+		if older, cur, err = parseHistoryCursor(q.Cursor); err != nil {
+			return nil, err
+		}
+	}
+	page := &storage.Page{Total: -1}
+	var where []string
+	var args []any
+	if q.Type != "" {
+		tid, ok := v.lookup(q.Type)
+		if !ok {
+			return page, nil
+		}
+		where = append(where, "v.tid = ?")
+		args = append(args, tid)
+		if q.ID != "" {
+			where = append(where, "v.rid = (SELECT rid FROM resources WHERE tid = ? AND id = ?)")
+			args = append(args, tid, q.ID)
+		}
+	}
+	if !q.Since.IsZero() {
+		where = append(where, "v.vid >= ?")
+		args = append(args, ceilMicro(q.Since))
+	}
+	if !q.At.IsZero() {
+		at := q.At.UnixMicro()
+		where = append(where, "v.vid <= ? AND v.vid = (SELECT max(vid) FROM versions x WHERE x.rid = v.rid AND x.vid <= ?)")
+		args = append(args, at, at)
+	}
+	base := "SELECT v.vid, v.version, v.body, r.tid, r.id FROM versions v JOIN resources r ON r.rid = v.rid WHERE 1"
+	for _, w := range where {
+		base += " AND " + w
+	}
+	run := func(cond string, cargs []any, order string, limit int) ([]*fhir.Resource, []int64, error) {
+		sqlText := base + cond + " ORDER BY v.vid " + order + " LIMIT ?"
+		all := append(append(append([]any{}, args...), cargs...), limit)
+		rows, err := v.st.db.QueryContext(ctx, sqlText, all...)
+		if err != nil {
+			return nil, nil, ctxOr(ctx, err)
+		}
+		defer rows.Close()
+		var out []*fhir.Resource
+		var vids []int64
+		for rows.Next() {
+			var vid, tid int64
+			r := &fhir.Resource{}
+			if err := rows.Scan(&vid, &r.Version, &r.Body, &tid, &r.ID); err != nil {
+				return nil, nil, err
+			}
+			r.Type = v.typeName(tid)
+			r.LastUpdated = time.UnixMicro(vid).UTC()
+			r.Deleted = r.Body == nil
+			out = append(out, r)
+			vids = append(vids, vid)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, nil, ctxOr(ctx, err)
+		}
+		return out, vids, nil
+	}
+	var res []*fhir.Resource
+	var vids []int64
+	var err error
+	if older {
+		cond, cargs := "", []any(nil)
+		if cur > 0 {
+			cond, cargs = " AND v.vid < ?", []any{cur}
+		}
+		res, vids, err = run(cond, cargs, "DESC", count+1)
+		if err != nil {
+			return nil, err
+		}
+		if len(res) > count {
+			res, vids = res[:count], vids[:count]
+			page.Next = "h<" + strconv.FormatInt(vids[count-1], 10)
+		}
+		if cur > 0 && len(vids) > 0 {
+			page.Prev = "h>" + strconv.FormatInt(vids[0], 10)
+		}
+	} else {
+		res, vids, err = run(" AND v.vid > ?", []any{cur}, "ASC", count+1)
+		if err != nil {
+			return nil, err
+		}
+		more := len(res) > count
+		if more {
+			res, vids = res[:count], vids[:count]
+		}
+		for i, j := 0, len(res)-1; i < j; i, j = i+1, j-1 {
+			res[i], res[j] = res[j], res[i]
+			vids[i], vids[j] = vids[j], vids[i]
+		}
+		if len(vids) > 0 {
+			page.Next = "h<" + strconv.FormatInt(vids[len(vids)-1], 10)
+			if more {
+				page.Prev = "h>" + strconv.FormatInt(vids[0], 10)
+			}
+		}
+	}
+	page.Resources = res
+	return page, nil
+}
+
+// ceilMicro rounds t up to a whole microsecond.
+func ceilMicro(t time.Time) int64 {
+	us := t.UnixMicro()
+	if t.Sub(time.UnixMicro(us)) > 0 {
+		us++
+	}
+	return us
+}
+
+// Read implements storage.Reader.
+func (s *Store) Read(ctx context.Context, typ, id string) (*fhir.Resource, error) {
+	if s.isClosed() {
+		return nil, fmt.Errorf("embedded: read: %w", storage.ErrClosed)
+	}
+	r, err := s.poolView().read(ctx, typ, id)
+	return r, s.readErr("read", err)
+}
+
+// VRead implements storage.Reader.
+func (s *Store) VRead(ctx context.Context, typ, id string, version int64) (*fhir.Resource, error) {
+	if s.isClosed() {
+		return nil, fmt.Errorf("embedded: vread: %w", storage.ErrClosed)
+	}
+	r, err := s.poolView().vread(ctx, typ, id, version)
+	return r, s.readErr("vread", err)
+}
+
+// History implements storage.Reader.
+func (s *Store) History(ctx context.Context, q *storage.HistoryQuery) (*storage.Page, error) {
+	if s.isClosed() {
+		return nil, fmt.Errorf("embedded: history: %w", storage.ErrClosed)
+	}
+	p, err := s.poolView().history(ctx, q)
+	if err != nil {
+		return nil, s.readErr("history", err)
+	}
+	return p, nil
+}
+
+// Search implements storage.Reader.
+func (s *Store) Search(ctx context.Context, q *search.Query) (*storage.Page, error) {
+	if s.isClosed() {
+		return nil, fmt.Errorf("embedded: search: %w", storage.ErrClosed)
+	}
+	p, err := s.poolView().search(ctx, q)
+	if err != nil {
+		return nil, s.readErr("search", err)
+	}
+	return p, nil
+}
+
+// tx is the storage.Tx handed to a Transact function.
+type tx struct {
+	w    *wtx
+	ctx  context.Context
+	done bool
+}
+
+var errTxDone = errors.New("embedded: transaction already finished")
+
+func (t *tx) check(ctx context.Context) error {
+	if t.done {
+		return errTxDone
+	}
+	return ctx.Err()
+}
+
+func (t *tx) Read(ctx context.Context, typ, id string) (*fhir.Resource, error) {
+	if err := t.check(ctx); err != nil {
+		return nil, err
+	}
+	return t.w.view().read(context.Background(), typ, id)
+}
+
+func (t *tx) VRead(ctx context.Context, typ, id string, version int64) (*fhir.Resource, error) {
+	if err := t.check(ctx); err != nil {
+		return nil, err
+	}
+	return t.w.view().vread(context.Background(), typ, id, version)
+}
+
+func (t *tx) History(ctx context.Context, q *storage.HistoryQuery) (*storage.Page, error) {
+	if err := t.check(ctx); err != nil {
+		return nil, err
+	}
+	return t.w.view().history(context.Background(), q)
+}
+
+func (t *tx) Search(ctx context.Context, q *search.Query) (*storage.Page, error) {
+	if err := t.check(ctx); err != nil {
+		return nil, err
+	}
+	return t.w.view().search(context.Background(), q)
+}
+
+func (t *tx) Write(ctx context.Context, wr *storage.Write) (*fhir.Resource, error) {
+	if err := t.check(ctx); err != nil {
+		return nil, err
+	}
+	return t.w.write(ctx, wr)
+}

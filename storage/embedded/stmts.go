@@ -1,0 +1,78 @@
+package embedded
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// preparer is a *sql.DB (the read pool) or a *sql.Conn (the writer).
+type preparer interface {
+	PrepareContext(ctx context.Context, query string) (*sql.Stmt, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// stmts are the prepared statements of one connection (or pool). The write
+// statements are nil on the read pool.
+type stmts struct {
+	db preparer
+
+	readCur, readVer, getRec *sql.Stmt
+
+	curKey, insRes, updRes, insVer     *sql.Stmt
+	getEntries, putEntries, delEntries *sql.Stmt
+	insType, insParam, insSystem       *sql.Stmt
+	putRec, delRec                     *sql.Stmt
+	idxInsert, idxDelete               [tabEnd]*sql.Stmt
+	all                                []*sql.Stmt
+}
+
+func prepare(ctx context.Context, db preparer) (*stmts, error) {
+	st := &stmts{db: db}
+	var err error
+	p := func(dst **sql.Stmt, q string) {
+		if err != nil {
+			return
+		}
+		*dst, err = db.PrepareContext(ctx, q)
+		if err != nil {
+			err = fmt.Errorf("embedded: prepare %q: %w", q, err)
+			return
+		}
+		st.all = append(st.all, *dst)
+	}
+	p(&st.readCur, `SELECT r.rid, r.version, r.vid, v.body FROM resources r JOIN versions v ON v.vid = r.vid WHERE r.tid = ? AND r.id = ?`)
+	p(&st.readVer, `SELECT v.vid, v.body FROM resources r JOIN versions v ON v.rid = r.rid WHERE r.tid = ? AND r.id = ? AND v.version = ?`)
+	p(&st.getRec, `SELECT value, version, expires FROM records WHERE kind = ? AND key = ?`)
+	if _, ok := db.(*sql.Conn); ok {
+		p(&st.curKey, `SELECT rid, version, deleted FROM resources WHERE tid = ? AND id = ?`)
+		p(&st.insRes, `INSERT INTO resources(tid, id, version, vid, deleted) VALUES (?, ?, ?, ?, ?)`)
+		p(&st.updRes, `UPDATE resources SET version = ?, vid = ?, deleted = ? WHERE rid = ?`)
+		p(&st.insVer, `INSERT INTO versions(vid, rid, tid, version, body) VALUES (?, ?, ?, ?, ?)`)
+		p(&st.getEntries, `SELECT rows FROM entries WHERE rid = ?`)
+		p(&st.putEntries, `INSERT OR REPLACE INTO entries(rid, rows) VALUES (?, ?)`)
+		p(&st.delEntries, `DELETE FROM entries WHERE rid = ?`)
+		p(&st.insType, `INSERT INTO types(name) VALUES (?)`)
+		p(&st.insParam, `INSERT INTO params(tid, code) VALUES (?, ?)`)
+		p(&st.insSystem, `INSERT INTO systems(uri) VALUES (?)`)
+		p(&st.putRec, `INSERT OR REPLACE INTO records(kind, key, value, version, expires) VALUES (?, ?, ?, ?, ?)`)
+		p(&st.delRec, `DELETE FROM records WHERE kind = ? AND key = ?`)
+		for t := tabString; t < tabEnd; t++ {
+			p(&st.idxInsert[t], tables[t].insert)
+			p(&st.idxDelete[t], tables[t].delete)
+		}
+	}
+	if err != nil {
+		st.close()
+		return nil, err
+	}
+	return st, nil
+}
+
+func (st *stmts) close() {
+	for _, s := range st.all {
+		s.Close()
+	}
+	st.all = nil
+}

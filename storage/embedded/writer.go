@@ -1,0 +1,454 @@
+package embedded
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"regie/fhir"
+	"regie/storage"
+)
+
+// Request states.
+const (
+	queued int32 = iota
+	running
+	abandoned
+)
+
+// request is one unit of work for the writer: fn runs inside the batch's
+// transaction, in its own savepoint.
+type request struct {
+	ctx   context.Context
+	fn    func(w *wtx) error
+	state atomic.Int32
+	err   error
+	done  chan struct{}
+}
+
+// submit queues fn and waits until it is committed or has failed. A request
+// whose ctx ends while it is still queued is abandoned and never runs; once
+// it runs, submit waits for the outcome so that a write never happens
+// behind an error.
+func (s *Store) submit(ctx context.Context, fn func(w *wtx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r := &request{ctx: ctx, fn: fn, done: make(chan struct{})}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return fmt.Errorf("embedded: write: %w", storage.ErrClosed)
+	}
+	select {
+	case s.queue <- r:
+		s.mu.RUnlock()
+	case <-ctx.Done():
+		s.mu.RUnlock()
+		return ctx.Err()
+	}
+	select {
+	case <-r.done:
+		return r.err
+	case <-ctx.Done():
+		if r.state.CompareAndSwap(queued, abandoned) {
+			return ctx.Err()
+		}
+		<-r.done
+		return r.err
+	}
+}
+
+// writer is the single goroutine that writes to the database.
+func (s *Store) writer() {
+	defer close(s.done)
+	batch := make([]*request, 0, s.maxBatch)
+	for {
+		r, ok := <-s.queue
+		if !ok {
+			return
+		}
+		batch = append(batch[:0], r)
+	fill:
+		for len(batch) < s.maxBatch {
+			select {
+			case r, ok := <-s.queue:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		s.runBatch(batch)
+		clear(batch)
+	}
+}
+
+// runBatch runs the requests in one transaction, each in a savepoint, and
+// commits them with one COMMIT.
+func (s *Store) runBatch(batch []*request) {
+	live := batch[:0:0]
+	for _, r := range batch {
+		if r.state.CompareAndSwap(queued, running) {
+			live = append(live, r)
+		} else {
+			close(r.done)
+		}
+	}
+	if len(live) == 0 {
+		return
+	}
+	bg := context.Background()
+	finish := func(err error) {
+		for _, r := range live {
+			if err != nil && r.err == nil {
+				r.err = err
+			}
+			close(r.done)
+		}
+	}
+	if _, err := s.wconn.ExecContext(bg, "BEGIN IMMEDIATE"); err != nil {
+		finish(fmt.Errorf("embedded: begin: %w", err))
+		return
+	}
+	w := &wtx{s: s, st: s.wst, batch: newDictEntries()}
+	single := len(live) == 1
+	for _, r := range live {
+		w.req = newDictEntries()
+		if single {
+			r.err = w.run(r)
+			if r.err != nil {
+				s.rollback()
+				finish(nil)
+				return
+			}
+			w.batch.merge(&w.req)
+			break
+		}
+		if _, err := s.wconn.ExecContext(bg, "SAVEPOINT req"); err != nil {
+			s.rollback()
+			finish(fmt.Errorf("embedded: savepoint: %w", err))
+			return
+		}
+		r.err = w.run(r)
+		if r.err != nil {
+			if _, err := s.wconn.ExecContext(bg, "ROLLBACK TO req"); err != nil {
+				s.rollback()
+				finish(fmt.Errorf("embedded: rollback to savepoint: %w", err))
+				return
+			}
+		} else {
+			w.batch.merge(&w.req)
+		}
+		if _, err := s.wconn.ExecContext(bg, "RELEASE req"); err != nil {
+			s.rollback()
+			finish(fmt.Errorf("embedded: release savepoint: %w", err))
+			return
+		}
+	}
+	if _, err := s.wconn.ExecContext(bg, "COMMIT"); err != nil {
+		s.rollback()
+		finish(fmt.Errorf("embedded: commit: %w", err))
+		return
+	}
+	s.dict.commit(&w.batch)
+	finish(nil)
+}
+
+func (s *Store) rollback() {
+	if _, err := s.wconn.ExecContext(context.Background(), "ROLLBACK"); err != nil {
+		s.log.Error("embedded: rollback failed", "err", err)
+	}
+}
+
+// nextVID returns a new lastUpdated in microseconds, later than every one
+// handed out before. Only the writer calls it.
+func (s *Store) nextVID() int64 {
+	now := s.now().UnixMicro()
+	if now <= s.last {
+		now = s.last + 1
+	}
+	s.last = now
+	return now
+}
+
+// wtx is the writer's view of the open batch transaction while it runs one
+// request.
+type wtx struct {
+	s     *Store
+	st    *stmts
+	ctx   context.Context
+	batch dictEntries // interned by committed-to-be requests of this batch
+	req   dictEntries // interned by the running request
+}
+
+// run calls r.fn, turning a panic into an error so the writer survives.
+func (w *wtx) run(r *request) (err error) {
+	w.ctx = r.ctx
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("embedded: panic in a write: %v", p)
+		}
+	}()
+	if err := r.ctx.Err(); err != nil {
+		return err
+	}
+	return r.fn(w)
+}
+
+func (w *wtx) typeID(name string) (int64, error) {
+	if id, ok := w.lookupType(name); ok {
+		return id, nil
+	}
+	res, err := w.st.insType.Exec(name)
+	if err != nil {
+		return 0, fmt.Errorf("embedded: intern type: %w", err)
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return 0, err
+	}
+	w.req.types[name] = id
+	return id, nil
+}
+
+func (w *wtx) lookupType(name string) (int64, bool) {
+	if id, ok := w.s.dict.typeID(name); ok {
+		return id, true
+	}
+	if id, ok := w.batch.types[name]; ok {
+		return id, true
+	}
+	id, ok := w.req.types[name]
+	return id, ok
+}
+
+func (w *wtx) typeName(id int64) string {
+	if n := w.s.dict.typeName(id); n != "" {
+		return n
+	}
+	for _, m := range []map[string]int64{w.batch.types, w.req.types} {
+		for n, i := range m {
+			if i == id {
+				return n
+			}
+		}
+	}
+	return ""
+}
+
+func (w *wtx) paramID(tid int64, code string) (int64, error) {
+	if id, ok := w.lookupParam(tid, code); ok {
+		return id, nil
+	}
+	res, err := w.st.insParam.Exec(tid, code)
+	if err != nil {
+		return 0, fmt.Errorf("embedded: intern parameter: %w", err)
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return 0, err
+	}
+	w.req.params[paramKey{tid, code}] = id
+	return id, nil
+}
+
+func (w *wtx) lookupParam(tid int64, code string) (int64, bool) {
+	if id, ok := w.s.dict.paramID(tid, code); ok {
+		return id, true
+	}
+	k := paramKey{tid, code}
+	if id, ok := w.batch.params[k]; ok {
+		return id, true
+	}
+	id, ok := w.req.params[k]
+	return id, ok
+}
+
+func (w *wtx) systemID(uri string) (int64, error) {
+	if id, ok := w.lookupSystem(uri); ok {
+		return id, nil
+	}
+	res, err := w.st.insSystem.Exec(uri)
+	if err != nil {
+		return 0, fmt.Errorf("embedded: intern system: %w", err)
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return 0, err
+	}
+	w.req.systems[uri] = id
+	return id, nil
+}
+
+func (w *wtx) lookupSystem(uri string) (int64, bool) {
+	if id, ok := w.s.dict.systemID(uri); ok {
+		return id, true
+	}
+	if id, ok := w.batch.systems[uri]; ok {
+		return id, true
+	}
+	id, ok := w.req.systems[uri]
+	return id, ok
+}
+
+// write applies one storage.Write inside the transaction.
+func (w *wtx) write(ctx context.Context, wr *storage.Write) (*fhir.Resource, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if wr.Type == "" || !fhir.ValidID(wr.ID) {
+		return nil, fmt.Errorf("embedded: write: invalid key %q/%q", wr.Type, wr.ID)
+	}
+	if !wr.Delete && len(wr.Body) == 0 {
+		return nil, fmt.Errorf("embedded: write %s: empty body", wr.Type)
+	}
+	tid, err := w.typeID(wr.Type)
+	if err != nil {
+		return nil, err
+	}
+	var rid, version int64
+	var deleted bool
+	err = w.st.curKey.QueryRow(tid, wr.ID).Scan(&rid, &version, &deleted)
+	exists := err == nil
+	if err != nil && !errors.Is(err, errNoRows) {
+		return nil, fmt.Errorf("embedded: write %s: %w", wr.Type, err)
+	}
+	switch {
+	case wr.IfMatch != 0 && (!exists || version != wr.IfMatch):
+		return nil, fmt.Errorf("embedded: write %s: %w", wr.Type, storage.ErrVersionConflict)
+	case wr.Delete && (!exists || deleted):
+		return nil, nil
+	case wr.CreateOnly && exists && !deleted:
+		return nil, fmt.Errorf("embedded: write %s: %w", wr.Type, storage.ErrExists)
+	}
+	vid := w.s.nextVID()
+	res := &fhir.Resource{Type: wr.Type, ID: wr.ID, Version: version + 1, LastUpdated: time.UnixMicro(vid).UTC(), Deleted: wr.Delete}
+	var body []byte
+	if !wr.Delete {
+		body, err = fhir.Stamp(wr.Body, wr.ID, res.Version, res.LastUpdated)
+		if err != nil {
+			return nil, fmt.Errorf("embedded: write %s: %w", wr.Type, err)
+		}
+		res.Body = body
+	}
+	if exists {
+		if _, err := w.st.updRes.Exec(res.Version, vid, wr.Delete, rid); err != nil {
+			return nil, fmt.Errorf("embedded: write %s: %w", wr.Type, err)
+		}
+	} else {
+		r, err := w.st.insRes.Exec(tid, wr.ID, res.Version, vid, wr.Delete)
+		if err != nil {
+			return nil, fmt.Errorf("embedded: write %s: %w", wr.Type, err)
+		}
+		if rid, err = r.LastInsertId(); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := w.st.insVer.Exec(vid, rid, tid, res.Version, body); err != nil {
+		return nil, fmt.Errorf("embedded: write %s: %w", wr.Type, err)
+	}
+	if err := w.index(tid, rid, exists, wr); err != nil {
+		return nil, fmt.Errorf("embedded: index %s: %w", wr.Type, err)
+	}
+	return res, nil
+}
+
+// index replaces the index rows of resource rid by those of wr (none for a
+// delete), touching only the rows that changed.
+func (w *wtx) index(tid, rid int64, existed bool, wr *storage.Write) error {
+	var newRows []row
+	if !wr.Delete {
+		var err error
+		if newRows, err = rowsOf(w, tid, wr.Index); err != nil {
+			return err
+		}
+	}
+	return w.replaceRows(rid, existed, newRows)
+}
+
+func (w *wtx) replaceRows(rid int64, existed bool, newRows []row) error {
+	blob, newEncs := encodeRows(newRows)
+	var oldEncs []string
+	if existed {
+		var old []byte
+		err := w.st.getEntries.QueryRow(rid).Scan(&old)
+		if err != nil && !errors.Is(err, errNoRows) {
+			return err
+		}
+		if oldEncs, err = splitRows(old); err != nil {
+			return err
+		}
+	}
+	// Both lists are sorted: walk them together.
+	i, j := 0, 0
+	for i < len(oldEncs) || j < len(newEncs) {
+		switch {
+		case j == len(newEncs) || (i < len(oldEncs) && oldEncs[i] < newEncs[j]):
+			if err := w.execRow(false, oldEncs[i], rid); err != nil {
+				return err
+			}
+			i++
+		case i == len(oldEncs) || newEncs[j] < oldEncs[i]:
+			if err := w.execRow(true, newEncs[j], rid); err != nil {
+				return err
+			}
+			j++
+		default:
+			i++
+			j++
+		}
+	}
+	var err error
+	switch {
+	case len(blob) > 0:
+		_, err = w.st.putEntries.Exec(rid, blob)
+	case len(oldEncs) > 0:
+		_, err = w.st.delEntries.Exec(rid)
+	}
+	return err
+}
+
+func (w *wtx) execRow(insert bool, enc string, rid int64) error {
+	r, _, err := decodeRow([]byte(enc))
+	if err != nil {
+		return err
+	}
+	if insert {
+		_, err = w.st.idxInsert[r.tab].Exec(tables[r.tab].args(&r, rid)...)
+	} else {
+		_, err = w.st.idxDelete[r.tab].Exec(deleteArgs(&r, rid)...)
+	}
+	return err
+}
+
+// Write implements storage.Store.
+func (s *Store) Write(ctx context.Context, wr *storage.Write) (*fhir.Resource, error) {
+	var res *fhir.Resource
+	err := s.submit(ctx, func(w *wtx) error {
+		var err error
+		res, err = w.write(ctx, wr)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// Transact implements storage.Store. fn runs on the writer goroutine inside
+// the open group-commit transaction: it must be quick and must not call the
+// Store's own write methods (that would wait for itself). The Tx also
+// implements storage.Records; its record writes commit with the
+// transaction.
+func (s *Store) Transact(ctx context.Context, fn func(tx storage.Tx) error) error {
+	return s.submit(ctx, func(w *wtx) error {
+		t := &tx{w: w, ctx: ctx}
+		defer func() { t.done = true }()
+		return fn(t)
+	})
+}
