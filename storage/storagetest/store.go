@@ -29,6 +29,7 @@ var StoreCases = []Case{
 	{"TransactionAtomic", testTransactionAtomic},
 	{"TransactionSeesOwnWrites", testTransactionSeesOwnWrites},
 	{"ConcurrentUpdatesNeverLost", testConcurrentUpdatesNeverLost},
+	{"ConcurrentTransactionsFailAlone", testConcurrentTransactionsFailAlone},
 	{"LastUpdatedMonotonic", testLastUpdatedMonotonic},
 	{"IDsAreFHIRIds", testIDsAreFHIRIds},
 	{"CanceledContext", testCanceledContext},
@@ -238,7 +239,7 @@ func testHistoryNewestFirst(t *testing.T, s storage.Store) {
 		var out []string
 		for i := len(all) - 1; i >= 0; i-- {
 			if keep(all[i]) {
-				out = append(out, keys(all[i:i+1])[0])
+				out = append(out, keys(all[i : i+1])[0])
 			}
 		}
 		return out
@@ -587,6 +588,78 @@ func testConcurrentUpdatesNeverLost(t *testing.T, s storage.Store) {
 			t.Fatalf("history has %d versions, want %d", len(h), n)
 		}
 	})
+}
+
+// testConcurrentTransactionsFailAlone runs many transactions at once, half
+// of which fail after writing: a store that commits them together must
+// still undo exactly the failed ones.
+func testConcurrentTransactionsFailAlone(t *testing.T, s storage.Store) {
+	const n, rounds = 32, 4
+	put(t, s, "Patient", "shared", 0)
+	var wg sync.WaitGroup
+	for g := range n {
+		wg.Go(func() {
+			for i := range rounds {
+				id := fmt.Sprintf("t%d-%d", g, i)
+				fail := (g+i)%2 == 1
+				err := s.Transact(ctx(t), func(tx storage.Tx) error {
+					if _, err := tx.Write(ctx(t), &storage.Write{Type: "Patient", ID: id, Body: doc("Patient", g),
+						Index: tokenEntries([]search1{{"code", "http://s", id}})}); err != nil {
+						return err
+					}
+					if rs, ok := tx.(storage.Records); ok {
+						if _, err := rs.PutRecord(ctx(t), &storage.Record{Kind: "tx", Key: id}, 0); err != nil {
+							return err
+						}
+					}
+					if fail {
+						// A write to a shared resource, then failure.
+						if _, err := tx.Write(ctx(t), &storage.Write{Type: "Patient", ID: "shared", Body: doc("Patient", 1000+g)}); err != nil {
+							return err
+						}
+						return errAbort
+					}
+					return nil
+				})
+				if fail && !errors.Is(err, errAbort) || !fail && err != nil {
+					t.Errorf("transaction %s (fail=%v): %v", id, fail, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for g := range n {
+		for i := range rounds {
+			id := fmt.Sprintf("t%d-%d", g, i)
+			fail := (g+i)%2 == 1
+			_, err := s.Read(ctx(t), "Patient", id)
+			switch {
+			case fail && !errors.Is(err, storage.ErrNotFound):
+				t.Errorf("failed transaction left Patient/%s: %v", id, err)
+			case !fail && err != nil:
+				t.Errorf("committed transaction lost Patient/%s: %v", id, err)
+			}
+			if ids, ok := searchIDs(t, s, "Patient", tokenMatch("code", "http://s", id)); ok && len(ids) != btoi(!fail) {
+				t.Errorf("index of Patient/%s (fail=%v): %v", id, fail, ids)
+			}
+			if rs, ok := s.(storage.Records); ok {
+				_, err := rs.GetRecord(ctx(t), "tx", id)
+				if fail != errors.Is(err, storage.ErrNotFound) {
+					t.Errorf("record of transaction %s (fail=%v): %v", id, fail, err)
+				}
+			}
+		}
+	}
+	if r := mustRead(t, s, "Patient", "shared"); r.Version != 1 || nOf(t, r) != 0 {
+		t.Fatalf("failed transactions changed Patient/shared: version %d n=%d", r.Version, nOf(t, r))
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func testLastUpdatedMonotonic(t *testing.T, s storage.Store) {
