@@ -39,7 +39,27 @@ type Query struct {
 	// refer to matches.
 	Include    []Include
 	RevInclude []Include
+	// Summary is the _summary mode ("" when not given). A store returns no
+	// resources for SummaryCount, only the total (counted accurately unless
+	// Total says otherwise); the other modes are applied by the server when
+	// it serialises the page.
+	Summary Summary
+	// Elements is the _elements list; the server prunes the returned
+	// resources, stores ignore it.
+	Elements []string
 }
+
+// Summary is the _summary mode.
+type Summary string
+
+// Summary modes.
+const (
+	SummaryTrue  Summary = "true"
+	SummaryText  Summary = "text"
+	SummaryData  Summary = "data"
+	SummaryCount Summary = "count"
+	SummaryFalse Summary = "false"
+)
 
 // Total is the _total mode.
 type Total string
@@ -72,6 +92,8 @@ type Include struct {
 }
 
 // Expr is a node of the query tree: And, Or, Not, Match, Chain or Has.
+//
+// An empty And matches everything; an empty Or matches nothing.
 type Expr interface{ expr() }
 
 // And matches resources that match every operand.
@@ -80,27 +102,38 @@ type And []Expr
 // Or matches resources that match any operand.
 type Or []Expr
 
-// Not matches resources that do not match X.
+// Not matches resources that do not match X. The parser expresses the
+// :not modifier as Not{&Match{…}}: resources without any entry for the
+// parameter match it too.
 type Not struct{ X Expr }
 
-// Match tests the index entries of one search parameter. Values are OR-ed.
+// Match tests the index entries of one search parameter: it matches a
+// resource when at least one of its entries for Param matches at least one
+// of Values. The exact semantics per type, modifier and prefix are those of
+// (*Match).Matches, the reference implementation every store must agree with.
 //
-// Two parameters are not indexed but answered from the store's own columns:
-// "_id" (Type token, Values[].Code) and "_lastUpdated" (Type date).
+// Three parameters are not indexed but answered from the store's own
+// columns: "_id" (Type token, Values[].Code is the id), "_lastUpdated"
+// (Type date, Lo/Hi as for dates) and "_type" (Type token, Values[].Code is
+// the resource type; the parser emits it only inside compartment
+// constraints, CompartmentConstraint).
 type Match struct {
 	// Param is the search parameter code; for a component of a composite
-	// parameter the stores match Components instead (see Value.Components).
+	// parameter it is "<code>#<n>" (see Value.Components).
 	Param string
 	Type  fhir.ParamType
-	// Modifier is the search modifier without its colon ("exact", "contains",
-	// "text", "not", "missing", "above", "below", "identifier", "of-type");
-	// a resource type modifier on a reference is folded into the values.
+	// Modifier is the search modifier without its colon: "" or one of
+	// "missing" (any type), "exact" and "contains" (string), "text" and
+	// "of-type" (token), "identifier" (reference), "above" and "below"
+	// (uri). The parser never emits "not" (it emits Not instead), and folds
+	// a resource type modifier of a reference into Values[].RefType.
 	Modifier string
 	Values   []Value
 }
 
 // Chain matches resources whose reference parameter Param points to a
 // resource of type Target that matches Where (subject:Patient.name=x).
+// Only local references (Entry.URL empty) are followed.
 type Chain struct {
 	Param  string
 	Target string
@@ -124,6 +157,24 @@ func (*Chain) expr() {}
 func (*Has) expr()   {}
 
 // Prefix is a comparison prefix of a number, date or quantity value.
+//
+// All three types compare ranges: the search value's range [Lo, Hi] (from
+// its precision: "2020-03" is the whole of March, "100" is [99.5, 100.5])
+// with the range of each index entry. With S the search range and T the
+// entry's range, as in the R4 specification:
+//
+//	eq  S contains T                     S.Lo <= T.Lo && T.Hi <= S.Hi
+//	ne  S does not contain T             !(eq)
+//	gt  T reaches above S                T.Hi > S.Hi
+//	lt  T reaches below S                T.Lo < S.Lo
+//	ge  gt or eq
+//	le  lt or eq
+//	sa  T starts after S                 T.Lo > S.Hi
+//	eb  T ends before S                  T.Hi < S.Lo
+//	ap  T overlaps S                     T.Lo <= S.Hi && T.Hi >= S.Lo
+//
+// For ap the parser has already widened S (by 10 % of the value for
+// numbers and quantities, by 10 % of the distance to now for dates).
 type Prefix string
 
 // Prefixes.
@@ -148,35 +199,54 @@ type Value struct {
 	// Prefix applies to number, date and quantity values (default eq).
 	Prefix Prefix
 
+	// Raw is the value as given, unescaped, without prefix or unit: the
+	// literal of a number, date or quantity. It is kept for rendering the
+	// query (Canonical) and for messages.
+	Raw string
+
 	// Str is the value of a string or uri parameter, and the text of
-	// token :text. For string parameters it is already normalised (see
-	// Normalize) unless the modifier is "exact".
+	// token :text. For string parameters and :text it is already normalised
+	// (see Normalize) unless the modifier is "exact".
 	Str string
 
 	// Token values: System is "" with AnySystem set when no '|' was given;
-	// with '|' and an empty system, only codes without a system match.
+	// with '|' and an empty system, only codes without a system match; with
+	// an empty Code ("system|") any code of the system matches.
 	System    string
 	AnySystem bool
 	Code      string
-	// TypeSystem and TypeCode are the identifier type of :of-type.
+	// TypeSystem and TypeCode are the identifier type of :of-type (with
+	// Code the identifier value; System is unused then).
 	TypeSystem, TypeCode string
 
 	// Reference values: a local reference has RefType (possibly "" when only
-	// an id was given) and RefID; an absolute or canonical reference has URL
-	// (and Version for canonical "url|version").
+	// an id was given and the parameter has several target types) and
+	// RefID, and Version for "Type/id/_history/v"; an absolute or canonical
+	// reference has URL (and Version for canonical "url|version"). A
+	// reference :identifier value uses System, AnySystem and Code.
 	RefType, RefID, URL, Version string
 
-	// Lo and Hi bound a date (Unix microseconds, Hi inclusive), a number or
-	// a quantity (in LoF/HiF) by the precision the value was given with.
+	// Lo and Hi bound a date (Unix microseconds, UTC, both inclusive);
+	// LoF and HiF bound a number or a quantity, by the precision the value
+	// was given with (both inclusive).
 	Lo, Hi   int64
 	LoF, HiF float64
 	// Num is the value as given, for prefixes that need the point value.
 	Num float64
 	// Unit system and code of a quantity ("" = any).
 	UnitSystem, UnitCode string
+	// CanonUnit is set when the quantity's unit is a UCUM unit Regie can
+	// convert (see Canonicalize): Canon, CanonLo and CanonHi hold Num, LoF
+	// and HiF in that base unit. Stores then compare against entries with
+	// the same CanonUnit in canonical values, whatever unit they were
+	// written in.
+	CanonUnit               string
+	Canon, CanonLo, CanonHi float64
 
 	// Components are the values of a composite parameter's components, in
-	// the parameter's component order.
+	// the parameter's component order; each has one value and Param
+	// "<code>#<n>". A composite value matches when one Group of the
+	// resource's entries matches every component.
 	Components []*Match
 }
 
@@ -184,7 +254,8 @@ type Value struct {
 type Entry struct {
 	// Param is the search parameter code. Components of composite parameters
 	// are indexed under "<code>#<n>" with the same Group for each composite
-	// value, so the parts of one value are matched together.
+	// value, so the parts of one value are matched together. Group is 0 for
+	// entries of other parameters.
 	Param string
 	Type  fhir.ParamType
 	Group int
@@ -194,20 +265,31 @@ type Entry struct {
 	Str   string
 	Exact string
 
-	// Token: System and Code; Text is the normalised display/text.
-	System, Code, Text string
+	// Token: System and Code; Text is the normalised display/text. An entry
+	// may carry Text only (the text of a CodeableConcept). Identifiers also
+	// carry the identifier type's coding in TypeSystem/TypeCode (one entry
+	// per type coding) for :of-type.
+	System, Code, Text   string
+	TypeSystem, TypeCode string
 
-	// Reference: RefType/RefID (and RefVersion) of a local or resolvable
-	// reference, URL of an absolute or canonical one.
+	// Reference: RefType/RefID (and RefVersion) of a local reference; URL
+	// of an absolute or canonical one (with the canonical version in
+	// RefVersion). An absolute URL that ends in a known Type/id also sets
+	// RefType/RefID, for type filters and _include targets; local search
+	// values match entries with an empty URL only. A reference's
+	// identifier is indexed as a separate entry with only System and Code
+	// set, for :identifier.
 	RefType, RefID, RefVersion, URL string
 
 	// Date: the instant range covered by the value (Unix microseconds,
-	// both inclusive).
+	// both inclusive; math.MinInt64/math.MaxInt64 for an open end).
 	Lo, Hi int64
 
-	// Number and quantity: the range covered by the value's precision, and
-	// the value itself. For quantities with a UCUM unit, CanonUnit and the
-	// Canon* values hold the value in the UCUM base unit.
+	// Number and quantity: the range covered by the value's precision (both
+	// inclusive; an integer is its own range), and the value itself. A
+	// Range has its low and high as LoF/HiF (±Inf when open) and Num = LoF.
+	// For quantities with a UCUM unit Regie knows, CanonUnit and the Canon*
+	// values hold the value in the UCUM base unit.
 	LoF, HiF, Num           float64
 	UnitSystem, UnitCode    string
 	CanonUnit               string
