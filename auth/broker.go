@@ -114,7 +114,9 @@ func New(ctx context.Context, cfg Config) (*Broker, error) {
 	}
 	b.fed = newFederation(b)
 	if cfg.Dev {
-		b.dev = newDevMode(b)
+		if b.dev, err = newDevMode(b); err != nil {
+			return nil, err
+		}
 	}
 	b.routes()
 	if cfg.Dev {

@@ -53,8 +53,36 @@ type Config struct {
 	// Token lifetimes.
 	Tokens TokenConfig
 
+	// DevCitizens and DevStaff are the demo people the dev-mode DigiD and
+	// municipality simulators offer (a small default set when empty).
+	DevCitizens []DevCitizen
+	DevStaff    []DevStaff
+	// DevEmployeeIDSystem is the Practitioner.identifier system the
+	// municipality simulator's employee ids link through (default
+	// DefaultEmployeeIDSystem).
+	DevEmployeeIDSystem string
+
 	// Now returns the current time (tests); nil means time.Now.
 	Now func() time.Time
+}
+
+// DefaultEmployeeIDSystem is the identifier system of employee numbers in
+// development mode.
+const DefaultEmployeeIDSystem = "https://regie.nl/fhir/NamingSystem/employee-id"
+
+// BSNSystem is the identifier system of the Dutch citizen service number.
+const BSNSystem = "http://fhir.nl/fhir/NamingSystem/bsn"
+
+// DevCitizen is a demo person of the DigiD simulator. With ActingForBSN set,
+// the person logs in through DigiD Machtigen on behalf of that citizen.
+type DevCitizen struct {
+	Label, BSN, ActingForBSN string
+}
+
+// DevStaff is a demo employee of the municipality simulator.
+type DevStaff struct {
+	Label, EmployeeID string
+	Groups            []string
 }
 
 // SessionConfig configures portal and login sessions.
@@ -154,6 +182,9 @@ type ProviderConfig struct {
 	RoleMap     map[string]string
 	// Organization is the Organization reference of the municipality.
 	Organization string
+	// DefaultLevel is the assurance level when the provider states none
+	// (LevelNone: a DigiD login without a recognisable level fails).
+	DefaultLevel Level
 }
 
 func (c *Config) validate() error {

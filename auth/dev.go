@@ -11,6 +11,8 @@ import (
 
 	"github.com/zitadel/oidc/v3/pkg/op"
 
+	"regie/auth/devidp"
+
 	"regie/storage"
 )
 
@@ -35,7 +37,18 @@ type devMode struct {
 	sims []*simulatorMount
 }
 
-func newDevMode(b *Broker) *devMode {
+type simulatorMount struct {
+	prefix, providerID, display string
+	handler                     http.Handler
+}
+
+// Provider ids of the dev-mode simulators.
+const (
+	DevDigiDProvider        = "dev-digid"
+	DevMunicipalityProvider = "dev-municipality"
+)
+
+func newDevMode(b *Broker) (*devMode, error) {
 	d := &devMode{b: b}
 	ob := &outbox{recs: b.recs, now: b.now}
 	if b.cfg.Mailer == nil {
@@ -44,7 +57,73 @@ func newDevMode(b *Broker) *devMode {
 	if b.cfg.SMS == nil {
 		b.cfg.SMS = ob
 	}
-	return d
+	citizens := b.cfg.DevCitizens
+	if len(citizens) == 0 {
+		citizens = defaultDevCitizens
+	}
+	staff := b.cfg.DevStaff
+	if len(staff) == 0 {
+		staff = defaultDevStaff
+	}
+	empSystem := b.cfg.DevEmployeeIDSystem
+	if empSystem == "" {
+		empSystem = DefaultEmployeeIDSystem
+	}
+	var people []devidp.Person
+	for i, c := range citizens {
+		claims := map[string]any{"bsn": c.BSN}
+		if c.ActingForBSN != "" {
+			claims["acting_for"] = map[string]any{"bsn": c.ActingForBSN}
+		}
+		// the broker's pseudonym, stable per person (and per machtiging)
+		people = append(people, devidp.Person{Label: c.Label, Subject: fmt.Sprintf("digid-%d-%s", i, mac(b.secrets.ident, "devsub", c.BSN, c.ActingForBSN)[:16]), Claims: claims})
+	}
+	var employees []devidp.Person
+	for _, s := range staff {
+		groups := make([]any, len(s.Groups))
+		for i, g := range s.Groups {
+			groups[i] = g
+		}
+		employees = append(employees, devidp.Person{Label: s.Label, Subject: "emp-" + s.EmployeeID,
+			Claims: map[string]any{"employee_id": s.EmployeeID, "groups": groups, "name": s.Label}})
+	}
+	levels := []devidp.Level{{ACR: ACRBasis, Label: "Basis"}, {ACR: ACRMidden, Label: "Midden"}, {ACR: ACRSubstantieel, Label: "Substantieel"}, {ACR: ACRHoog, Label: "Hoog"}}
+	for _, sim := range []struct {
+		id, path, title string
+		people          []devidp.Person
+		pc              ProviderConfig
+	}{
+		{DevDigiDProvider, "/dev/digid", "DigiD (simulator)", people, ProviderConfig{Kind: "digid", DisplayName: "DigiD (simulator)"}},
+		{DevMunicipalityProvider, "/dev/municipality", "Gemeente (simulator)", employees, ProviderConfig{Kind: "municipality",
+			DisplayName: "Medewerker gemeente (simulator)", EmployeeIDSystem: empSystem, DefaultLevel: LevelMidden,
+			RoleMap: map[string]string{"coaches": "coach", "care-team": "care-team", "referrers": "referrer", "helpdesk": "helpdesk"}}},
+	} {
+		secret := randToken(24)
+		issuer := b.issuer + sim.path
+		s, err := devidp.New(devidp.Config{Issuer: issuer, Title: sim.title, People: sim.people, Levels: levels,
+			ClientID: "regie", ClientSecret: secret, RedirectURIs: []string{b.issuer + "/login/callback/" + sim.id}})
+		if err != nil {
+			return nil, err
+		}
+		pc := sim.pc
+		pc.ID, pc.Issuer, pc.ClientID, pc.ClientSecret = sim.id, issuer, "regie", secret
+		b.fed.add(pc)
+		d.sims = append(d.sims, &simulatorMount{prefix: sim.path, providerID: sim.id, display: pc.DisplayName, handler: s})
+	}
+	return d, nil
+}
+
+// Demo people when the configuration names none (BSNs pass the 11-proef and
+// are in the range reserved for tests).
+var defaultDevCitizens = []DevCitizen{
+	{Label: "Client (BSN 999990019)", BSN: "999990019"},
+	{Label: "Ouder van kind 999990032 (BSN 999990020, DigiD Machtigen)", BSN: "999990020", ActingForBSN: "999990032"},
+	{Label: "Onbekende burger (BSN 999990044)", BSN: "999990044"},
+}
+
+var defaultDevStaff = []DevStaff{
+	{Label: "Coach (medewerker E1001)", EmployeeID: "E1001", Groups: []string{"coaches"}},
+	{Label: "Helpdesk (medewerker E1002)", EmployeeID: "E1002", Groups: []string{"helpdesk"}},
 }
 
 func (d *devMode) routes(m *http.ServeMux) {

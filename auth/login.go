@@ -20,6 +20,7 @@ func (b *Broker) loginRoutes(m *http.ServeMux) {
 	m.HandleFunc("POST /login/logout", b.logout)
 	m.HandleFunc("GET /login/provider/{id}", b.fed.start)
 	m.HandleFunc("GET /login/callback/{id}", b.fed.callback)
+	m.HandleFunc("GET /login/step-up", b.stepUpPage)
 	b.accountRoutes(m)
 }
 
@@ -67,9 +68,16 @@ func (b *Broker) loginStart(w http.ResponseWriter, r *http.Request) {
 		b.ui.errorPage(w, r, http.StatusBadRequest, "expired")
 		return
 	}
-	if sess, _, err := b.sessionFromRequest(ctx, r); err == nil && b.sessionSatisfies(sess, &ar, false) {
-		b.completeAuthRequest(w, r, &ar, sess)
-		return
+	if sess, _, err := b.sessionFromRequest(ctx, r); err == nil {
+		if b.sessionSatisfies(sess, &ar, false) {
+			b.completeAuthRequest(w, r, &ar, sess)
+			return
+		}
+		if b.sessionFresh(sess, &ar, false) {
+			// only the level is short: step up within this session
+			b.completeAuthRequest(w, r, &ar, sess)
+			return
+		}
 	}
 	b.showChoice(w, r, id, "")
 }
@@ -104,13 +112,19 @@ func requiredLevel(acrs []string) Level {
 
 // sessionSatisfies reports whether sess may answer ar without a new login.
 func (b *Broker) sessionSatisfies(sess *session, ar *authRequest, fresh bool) bool {
+	return b.sessionFresh(sess, ar, fresh) && sess.Level >= requiredLevel(ar.ACRValues)
+}
+
+// sessionFresh reports whether sess is recent enough for ar (prompt=login,
+// max_age), whatever its level.
+func (b *Broker) sessionFresh(sess *session, ar *authRequest, fresh bool) bool {
 	if !fresh && slices.Contains(ar.Prompt, "login") {
 		return false
 	}
 	if ar.MaxAge != nil && b.now().Sub(sess.AuthTime) > time.Duration(*ar.MaxAge)*time.Second {
 		return false
 	}
-	return sess.Level >= requiredLevel(ar.ACRValues)
+	return true
 }
 
 // completeAuthRequest binds ar to sess, builds the grant and sends the
@@ -213,3 +227,30 @@ func (b *Broker) startSession(ctx context.Context, w http.ResponseWriter, r *htt
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// stepUpPage raises the assurance of the current session: back upstream
+// (with acr_values) for federated sessions, or a second factor for local
+// accounts and professionals who enrolled one.
+func (b *Broker) stepUpPage(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	q := r.URL.Query()
+	ret := safeReturn(q.Get("return"))
+	sess, _, err := b.sessionFromRequest(ctx, r)
+	if err != nil {
+		b.ui.errorPage(w, r, http.StatusUnauthorized, "expired")
+		return
+	}
+	level, _ := strconv.Atoi(q.Get("level"))
+	fresh := q.Get("fresh") == "1"
+	freshOK := !fresh || (!sess.SecondFactorTime.IsZero() && b.now().Sub(sess.SecondFactorTime) <= 5*time.Minute)
+	if sess.Level >= Level(level) && freshOK {
+		http.Redirect(w, r, ret, http.StatusSeeOther)
+		return
+	}
+	if up := b.fed.get(sess.Provider); up != nil && (sess.Level < Level(level) || up.cfg.Kind == "digid") {
+		v := url.Values{"stepup": {"1"}, "level": {strconv.Itoa(max(level, int(sess.Level)))}, "return": {ret}}
+		http.Redirect(w, r, "/login/provider/"+url.PathEscape(up.cfg.ID)+"?"+v.Encode(), http.StatusSeeOther)
+		return
+	}
+	b.secondFactorStepUp(w, r, sess, Level(level), ret)
+}

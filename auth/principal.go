@@ -88,18 +88,22 @@ func (l Level) String() string {
 	return strconv.Itoa(int(l))
 }
 
-// ParseLevel accepts an acr URI (eIDAS, or the SAML classes DigiD uses), a
+// ParseLevel accepts an acr URI (eIDAS, eToegang, or the SAML classes DigiD uses), a
 // level name (basis, midden, substantieel, hoog) or a number (10, 20, 25,
 // 30). It returns LevelNone and false for anything else.
 func ParseLevel(s string) (Level, bool) {
 	switch strings.ToLower(strings.TrimSpace(s)) {
-	case "basis", "10", "http://eidas.europa.eu/loa/notnotified/low", "urn:oasis:names:tc:saml:2.0:ac:classes:passwordprotectedtransport":
+	case "basis", "10", "http://eidas.europa.eu/loa/notnotified/low", "urn:oasis:names:tc:saml:2.0:ac:classes:passwordprotectedtransport",
+		"urn:etoegang:core:assurance-class:loa2":
 		return LevelBasis, true
-	case "midden", "20", "http://eidas.europa.eu/loa/low", "urn:oasis:names:tc:saml:2.0:ac:classes:mobiletwofactorcontract":
+	case "midden", "20", "http://eidas.europa.eu/loa/low", "urn:oasis:names:tc:saml:2.0:ac:classes:mobiletwofactorcontract",
+		"urn:etoegang:core:assurance-class:loa2plus":
 		return LevelMidden, true
-	case "substantieel", "25", "http://eidas.europa.eu/loa/substantial", "http://eidas.europa.eu/loa/notnotified/substantial", "urn:oasis:names:tc:saml:2.0:ac:classes:smartcard":
+	case "substantieel", "25", "http://eidas.europa.eu/loa/substantial", "http://eidas.europa.eu/loa/notnotified/substantial",
+		"urn:oasis:names:tc:saml:2.0:ac:classes:smartcard", "urn:etoegang:core:assurance-class:loa3":
 		return LevelSubstantieel, true
-	case "hoog", "30", "http://eidas.europa.eu/loa/high", "http://eidas.europa.eu/loa/notnotified/high", "urn:oasis:names:tc:saml:2.0:ac:classes:smartcardpki":
+	case "hoog", "30", "http://eidas.europa.eu/loa/high", "http://eidas.europa.eu/loa/notnotified/high",
+		"urn:oasis:names:tc:saml:2.0:ac:classes:smartcardpki", "urn:etoegang:core:assurance-class:loa4":
 		return LevelHoog, true
 	}
 	return LevelNone, false
