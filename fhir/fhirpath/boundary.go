@@ -7,6 +7,7 @@ import "math/big"
 // with the requested precision.
 func boundaryFn(high bool) fnImpl {
 	return func(ec *evalCtx, focus Collection, c *callExpr, fr *frame) (Collection, error) {
+		focus = values(focus)
 		if len(focus) == 0 {
 			return nil, nil
 		}
@@ -194,6 +195,7 @@ func temporalBoundary(t temporal, digits int64, high, isTime bool) (temporal, bo
 }
 
 func fnPrecision(_ *evalCtx, focus Collection, c *callExpr, _ *frame) (Collection, error) {
+	focus = values(focus)
 	if len(focus) == 0 {
 		return nil, nil
 	}

@@ -36,8 +36,8 @@
 // # Types
 //
 // Member navigation follows the model: a choice element is reached by its
-// short name (Observation.value) and also, leniently, by its JSON name
-// (Observation.valueQuantity). A path may start with the context's type name
+// short name (Observation.value); its JSON name (Observation.valueQuantity)
+// gives an empty result, as the specification requires. A path may start with the context's type name
 // (Patient.name), or a base type of it (Resource.id, DomainResource.text);
 // a type name that does not match gives an empty result, so that search
 // expressions with several bases (AllergyIntolerance.patient |
@@ -70,7 +70,9 @@
 // 'a' and 'mo', as the specification requires. memberOf, subsumes,
 // subsumedBy, elementDefinition and slice report ErrUnsupported;
 // conformsTo knows only the core StructureDefinitions; htmlChecks is always
-// true because narrative is checked by the validator on write. Strict
-// semantic checking of paths against the model (an error for
-// "Patient.name.given1") is not done: such paths give an empty result.
+// true because narrative is checked by the validator on write. By default a
+// name the model does not define gives an empty result; Env.Strict makes it
+// an error ("Patient.name.given1", "Encounter.id" on a Patient), checked at
+// run time on the items at hand. Checks that need static typing of the
+// whole expression are not done.
 package fhirpath

@@ -25,6 +25,10 @@ type Env struct {
 	RootResource *Node
 	// Trace receives trace(name) output; nil discards it.
 	Trace func(name string, c Collection)
+	// Strict makes navigation to an element the model does not define, and a
+	// type name at the start of a path that the context does not have, an
+	// error instead of an empty result.
+	Strict bool
 	// Definitions types computed lookups (is/as of FHIR types) when the
 	// root is nil or untyped; by default the root's definitions are used.
 	Definitions *fhir.Definitions
@@ -208,7 +212,26 @@ func (x *memberExpr) eval(ec *evalCtx, in Collection, fr *frame) (Collection, er
 		return nil, err
 	}
 	typeName := x.left == nil && x.name != "" && x.name[0] >= 'A' && x.name[0] <= 'Z'
-	var out Collection
+	// size the result first: paths are evaluated very often
+	size := 0
+	for _, v := range base {
+		if n, ok := v.(*Node); ok {
+			for i := range n.fields {
+				if f := &n.fields[i]; f.elem == x.name {
+					size += len(f.nodes)
+				}
+			}
+		}
+	}
+	if ec.env.Strict {
+		if err := x.checkStrict(ec, base, typeName); err != nil {
+			return nil, err
+		}
+	}
+	if size == 0 && !typeName && !hasSystemMembers(base) {
+		return nil, nil
+	}
+	out := make(Collection, 0, max(size, 1))
 	for _, v := range base {
 		switch n := v.(type) {
 		case *Node:
@@ -218,11 +241,18 @@ func (x *memberExpr) eval(ec *evalCtx, in Collection, fr *frame) (Collection, er
 			}
 			for i := range n.fields {
 				f := &n.fields[i]
-				if f.elem == x.name || f.name == x.name {
+				if f.elem == x.name {
 					for _, c := range f.nodes {
 						out = append(out, c)
 					}
 				}
+			}
+		case Quantity:
+			switch x.name {
+			case "value":
+				out = append(out, n.Value)
+			case "unit":
+				out = append(out, String(n.Unit))
 			}
 		case TypeInfo:
 			switch x.name {
@@ -234,6 +264,55 @@ func (x *memberExpr) eval(ec *evalCtx, in Collection, fr *frame) (Collection, er
 		}
 	}
 	return out, nil
+}
+
+// checkStrict rejects names the model does not define for the items, and a
+// type name at the start of a path that the context does not have.
+func (x *memberExpr) checkStrict(ec *evalCtx, base Collection, typeName bool) error {
+	for _, v := range base {
+		n, ok := v.(*Node)
+		if !ok || n.defs == nil {
+			continue
+		}
+		if typeName && n.defs.Type(x.name) != nil {
+			if n.typ != x.name && !n.defs.IsA(n.typ, x.name) {
+				return evalErr("%s is not of type %s", n.typ, x.name)
+			}
+			continue
+		}
+		if n.kind == 'o' && n.ctx != "" && !modelHasElement(n.defs, n.ctx, x.name) {
+			return evalErr("%s has no element %s", n.typ, x.name)
+		}
+	}
+	return nil
+}
+
+func modelHasElement(defs *fhir.Definitions, ctx, name string) bool {
+	for i := 0; i < 8 && ctx != ""; i++ {
+		for _, c := range defs.Children(ctx) {
+			if c.Element.Name() == name {
+				return true
+			}
+		}
+		t := defs.Type(ctx)
+		if t == nil {
+			return false
+		}
+		ctx = t.Base
+	}
+	return false
+}
+
+// hasSystemMembers reports whether c holds System values with members
+// (TypeInfo.name, Quantity.value).
+func hasSystemMembers(c Collection) bool {
+	for _, v := range c {
+		switch v.(type) {
+		case TypeInfo, Quantity:
+			return true
+		}
+	}
+	return false
 }
 
 type indexerExpr struct {
@@ -316,8 +395,33 @@ func sys(v Value) Value {
 	return v
 }
 
+// isNull reports whether v is a primitive node without a value (only an
+// id or extensions); operators and functions on single values treat it as
+// empty.
+func isNull(v Value) bool {
+	n, ok := v.(*Node)
+	return ok && n.kind == 0
+}
+
+// values drops primitives without value from c (without copying when there are none).
+func values(c Collection) Collection {
+	for i, v := range c {
+		if isNull(v) {
+			out := append(Collection(nil), c[:i]...)
+			for _, w := range c[i+1:] {
+				if !isNull(w) {
+					out = append(out, w)
+				}
+			}
+			return out
+		}
+	}
+	return c
+}
+
 // toInteger reads a singleton Integer.
 func toInteger(c Collection) (int64, bool) {
+	c = values(c)
 	if len(c) != 1 {
 		return 0, false
 	}
@@ -331,6 +435,7 @@ func toInteger(c Collection) (int64, bool) {
 // (false, false); one Boolean gives its value; any other single item counts
 // as true; several items are an error.
 func toBool(c Collection) (val, ok bool, err error) {
+	c = values(c)
 	switch len(c) {
 	case 0:
 		return false, false, nil
@@ -345,6 +450,7 @@ func toBool(c Collection) (val, ok bool, err error) {
 
 // singleString reads a singleton string argument.
 func singleString(c Collection) (string, bool, error) {
+	c = values(c)
 	switch len(c) {
 	case 0:
 		return "", false, nil
@@ -421,7 +527,10 @@ func (ec *evalCtx) isType(v Value, t typeSpec, exact bool) (bool, error) {
 	ns, name := t.ns, t.name
 	defs := ec.defs
 	if ns == "" {
+		_, isNode := v.(*Node)
 		switch {
+		case !isNode && systemTypes[name]:
+			ns = "System"
 		case defs != nil && defs.Type(name) != nil:
 			ns = "FHIR"
 		case systemTypes[name]:

@@ -84,8 +84,9 @@ func init() {
 		"upper":          {0, 0, strFn(func(s string, _ []string) (Value, bool) { return String(strings.ToUpper(s)), true })},
 		"lower":          {0, 0, strFn(func(s string, _ []string) (Value, bool) { return String(strings.ToLower(s)), true })},
 		"replace":        {2, 2, strFn(fnReplace)},
-		"matches":        {1, 1, strFn(fnMatches(false))},
-		"matchesFull":    {1, 1, strFn(fnMatches(true))},
+		"matches":        {1, 2, strFn(fnMatches(false))},
+		"matchesFull":    {1, 2, strFn(fnMatches(true))},
+		"lastIndexOf":    {1, 1, strFn(fnLastIndexOf)},
 		"replaceMatches": {2, 2, strFn(fnReplaceMatches)},
 		"length":         {0, 0, strFn(func(s string, _ []string) (Value, bool) { return Integer(utf8.RuneCountInString(s)), true })},
 		"toChars":        {0, 0, fnToChars},
@@ -578,6 +579,7 @@ type convFunc func(v Value) (Value, bool)
 
 func convFn(f convFunc) fnImpl {
 	return func(_ *evalCtx, focus Collection, c *callExpr, _ *frame) (Collection, error) {
+		focus = values(focus)
 		if len(focus) == 0 {
 			return nil, nil
 		}
@@ -594,6 +596,7 @@ func convFn(f convFunc) fnImpl {
 
 func convertsFn(f convFunc) fnImpl {
 	return func(_ *evalCtx, focus Collection, c *callExpr, _ *frame) (Collection, error) {
+		focus = values(focus)
 		if len(focus) == 0 {
 			return nil, nil
 		}
@@ -805,6 +808,7 @@ func fnToQuantity(ec *evalCtx, focus Collection, c *callExpr, fr *frame) (Collec
 }
 
 func fnConvertsToQuantity(ec *evalCtx, focus Collection, c *callExpr, fr *frame) (Collection, error) {
+	focus = values(focus)
 	if len(focus) == 0 {
 		return nil, nil
 	}
@@ -831,6 +835,7 @@ type strFunc func(s string, args []string) (Value, bool)
 // empty focus or argument gives an empty result.
 func strFn(f strFunc) fnImpl {
 	return func(ec *evalCtx, focus Collection, c *callExpr, fr *frame) (Collection, error) {
+		focus = values(focus)
 		if len(focus) == 0 {
 			return nil, nil
 		}
@@ -880,17 +885,40 @@ func fnReplace(s string, a []string) (Value, bool) {
 	return String(strings.ReplaceAll(s, a[0], a[1])), true
 }
 
-func compileRegex(p string, full bool) (*regexp.Regexp, bool) {
+// compileRegex compiles a FHIRPath regular expression: single-line mode
+// (. matches newlines) always, "i" and "m" flags on request.
+func compileRegex(p string, full bool, flags string) (*regexp.Regexp, bool) {
 	if full {
-		p = "^(?:" + p + ")$"
+		p = `\A(?:` + p + `)\z`
 	}
-	re, err := regexp.Compile("(?s)" + p)
+	mode := "s"
+	for _, f := range flags {
+		switch f {
+		case 'i', 'm':
+			mode += string(f)
+		default:
+			return nil, false
+		}
+	}
+	re, err := regexp.Compile("(?" + mode + ")" + p)
 	return re, err == nil
+}
+
+func fnLastIndexOf(s string, a []string) (Value, bool) {
+	i := strings.LastIndex(s, a[0])
+	if i > 0 {
+		i = utf8.RuneCountInString(s[:i])
+	}
+	return Integer(i), true
 }
 
 func fnMatches(full bool) strFunc {
 	return func(s string, a []string) (Value, bool) {
-		re, ok := compileRegex(a[0], full)
+		flags := ""
+		if len(a) > 1 {
+			flags = a[1]
+		}
+		re, ok := compileRegex(a[0], full, flags)
 		if !ok {
 			return nil, false
 		}
@@ -902,7 +930,7 @@ func fnReplaceMatches(s string, a []string) (Value, bool) {
 	if a[0] == "" {
 		return String(s), true
 	}
-	re, ok := compileRegex(a[0], false)
+	re, ok := compileRegex(a[0], false, "")
 	if !ok {
 		return nil, false
 	}
@@ -911,6 +939,7 @@ func fnReplaceMatches(s string, a []string) (Value, bool) {
 }
 
 func fnSubstring(ec *evalCtx, focus Collection, c *callExpr, fr *frame) (Collection, error) {
+	focus = values(focus)
 	if len(focus) == 0 {
 		return nil, nil
 	}
@@ -948,6 +977,7 @@ func fnSubstring(ec *evalCtx, focus Collection, c *callExpr, fr *frame) (Collect
 }
 
 func fnToChars(_ *evalCtx, focus Collection, c *callExpr, _ *frame) (Collection, error) {
+	focus = values(focus)
 	if len(focus) == 0 {
 		return nil, nil
 	}
@@ -966,6 +996,7 @@ func fnToChars(_ *evalCtx, focus Collection, c *callExpr, _ *frame) (Collection,
 }
 
 func fnSplit(ec *evalCtx, focus Collection, c *callExpr, fr *frame) (Collection, error) {
+	focus = values(focus)
 	if len(focus) == 0 {
 		return nil, nil
 	}
@@ -999,7 +1030,7 @@ func fnJoin(ec *evalCtx, focus Collection, c *callExpr, fr *frame) (Collection, 
 		}
 	}
 	parts := make([]string, 0, len(focus))
-	for _, v := range focus {
+	for _, v := range values(focus) {
 		s, ok := sys(v).(String)
 		if !ok {
 			return nil, evalErr("join() on %s", typeLabel(v))
@@ -1074,6 +1105,7 @@ func fnUnescape(s string, a []string) (Value, bool) {
 
 func mathFn(op string) fnImpl {
 	return func(ec *evalCtx, focus Collection, c *callExpr, fr *frame) (Collection, error) {
+		focus = values(focus)
 		if len(focus) == 0 {
 			return nil, nil
 		}
@@ -1081,11 +1113,17 @@ func mathFn(op string) fnImpl {
 			return nil, evalErr("%s() on a collection of %d items", op, len(focus))
 		}
 		v := sys(focus[0])
-		if q, ok := v.(Quantity); ok && op == "abs" {
-			if q.Value.Sign() < 0 {
-				q.Value = q.Value.Neg()
+		if q, ok := v.(Quantity); ok {
+			switch op {
+			case "abs", "ceiling", "floor", "truncate", "round":
+				r, err := mathFn(op)(ec, Collection{q.Value}, c, fr)
+				if err != nil || len(r) == 0 {
+					return r, err
+				}
+				d, _ := toDecimal(r[0])
+				q.Value = d
+				return Collection{q}, nil
 			}
-			return Collection{q}, nil
 		}
 		d, ok := toDecimal(v)
 		if !ok {
@@ -1098,6 +1136,10 @@ func mathFn(op string) fnImpl {
 			a, err := c.arg(ec, 0, fr)
 			if err != nil {
 				return nil, err
+			}
+			a = values(a)
+			if len(a) == 0 && op == "round" {
+				a = Collection{Integer(0)}
 			}
 			if len(a) == 0 {
 				return nil, nil

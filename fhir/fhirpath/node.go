@@ -41,9 +41,12 @@ const maxJSONDepth = 200
 // from defs; members the model does not know are kept untyped. Decimal
 // numbers keep their text.
 func ParseResource(defs *fhir.Definitions, body []byte) (*Node, error) {
-	rt, _, err := fhir.Header(body)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInput, err)
+	rt := peekResourceType(body, 0)
+	if rt == "" {
+		var err error
+		if rt, _, err = fhir.Header(body); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInput, err)
+		}
 	}
 	if rt == "" {
 		return nil, fmt.Errorf("%w: no resourceType", ErrInput)
@@ -82,6 +85,52 @@ type jparser struct {
 	i     int
 	depth int
 	defs  *fhir.Definitions
+	slab  []Node
+}
+
+// newNode takes a node from the parser's slab, to allocate nodes in blocks.
+func (p *jparser) newNode() *Node {
+	if len(p.slab) == 0 {
+		p.slab = make([]Node, 32)
+	}
+	n := &p.slab[0]
+	p.slab = p.slab[1:]
+	return n
+}
+
+// peekResourceType returns the resourceType of the object at b[i:] when it
+// is the object's first member (as FHIR JSON writes it), else "".
+func peekResourceType(b []byte, i int) string {
+	skip := func() {
+		for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+			i++
+		}
+	}
+	skip()
+	if i >= len(b) || b[i] != '{' {
+		return ""
+	}
+	i++
+	skip()
+	const key = `"resourceType"`
+	if !bytes.HasPrefix(b[i:], []byte(key)) {
+		return ""
+	}
+	i += len(key)
+	skip()
+	if i >= len(b) || b[i] != ':' {
+		return ""
+	}
+	i++
+	skip()
+	if i >= len(b) || b[i] != '"' {
+		return ""
+	}
+	end := bytes.IndexByte(b[i+1:], '"')
+	if end < 0 || bytes.IndexByte(b[i+1:i+1+end], '\\') >= 0 {
+		return ""
+	}
+	return string(b[i+1 : i+1+end])
 }
 
 func (p *jparser) errf(msg string) error {
@@ -131,11 +180,14 @@ func (p *jparser) value(parent *Node, name, elem, typ, ctx string, index int) (*
 	if p.i >= len(p.b) {
 		return nil, p.errf("unexpected end")
 	}
-	n := &Node{defs: p.defs, parent: parent, name: name, elem: elem, typ: typ, ctx: ctx, index: index}
+	n := p.newNode()
+	*n = Node{defs: p.defs, parent: parent, name: name, elem: elem, typ: typ, ctx: ctx, index: index}
 	start := p.i
 	switch c := p.b[p.i]; {
 	case c == '{':
-		if p.isResourceType(typ) {
+		if rt := peekResourceType(p.b, p.i); rt != "" && p.isResourceType(typ) {
+			n.typ, n.ctx = rt, rt
+		} else if p.isResourceType(typ) {
 			end, err := p.skip()
 			if err != nil {
 				return nil, err
@@ -240,6 +292,25 @@ func (p *jparser) skip() (int, error) {
 	return 0, p.errf("unexpected end")
 }
 
+// key reads a member name; names the model knows under ctx are taken from
+// the definitions instead of being allocated.
+func (p *jparser) key(ctx string) (string, error) {
+	if p.i < len(p.b) && p.b[p.i] == '"' {
+		if end := bytes.IndexByte(p.b[p.i+1:], '"'); end >= 0 {
+			raw := p.b[p.i+1 : p.i+1+end]
+			if bytes.IndexByte(raw, '\\') < 0 {
+				if c, ok := childDef(p.defs, ctx, string(raw)); ok {
+					if name := c.Element.Name(); name == string(raw) {
+						p.i += end + 2
+						return name, nil
+					}
+				}
+			}
+		}
+	}
+	return p.str()
+}
+
 func (p *jparser) str() (string, error) {
 	start := p.i
 	esc := false
@@ -289,7 +360,7 @@ func (p *jparser) object(n *Node) error {
 		if p.i >= len(p.b) || p.b[p.i] != '"' {
 			return p.errf("expected member name")
 		}
-		key, err := p.str()
+		key, err := p.key(n.ctx)
 		if err != nil {
 			return err
 		}

@@ -33,6 +33,11 @@ func (x *binaryExpr) eval(ec *evalCtx, in Collection, fr *frame) (Collection, er
 		return nil, err
 	}
 	switch x.op {
+	case "|", "=", "!=", "~", "!~", "in", "contains":
+	default:
+		l, r = values(l), values(r)
+	}
+	switch x.op {
 	case "|":
 		return union(l, r), nil
 	case "=", "!=":

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -299,8 +300,17 @@ func (l *lexer) quoted(q byte) (string, error) {
 				if err != nil {
 					return "", l.errf(l.i, "invalid unicode escape")
 				}
-				b.WriteRune(rune(v))
 				l.i += 4
+				r := rune(v)
+				if utf16.IsSurrogate(r) && l.i+6 <= len(l.s) && l.s[l.i] == '\\' && l.s[l.i+1] == 'u' {
+					if v2, err := strconv.ParseUint(l.s[l.i+2:l.i+6], 16, 32); err == nil {
+						if d := utf16.DecodeRune(r, rune(v2)); d != utf8.RuneError {
+							r = d
+							l.i += 6
+						}
+					}
+				}
+				b.WriteRune(r)
 			default:
 				return "", l.errf(l.i-2, "invalid escape \\%c", e)
 			}

@@ -139,7 +139,7 @@ func parseZone(t *temporal, s string) bool {
 	case len(s) == 6 && (s[0] == '+' || s[0] == '-') && s[3] == ':':
 		h, ok1 := atoiN(s[1:3])
 		m, ok2 := atoiN(s[4:6])
-		if !ok1 || !ok2 || h > 14 || m > 59 {
+		if !ok1 || !ok2 || m > 59 || h*60+m > 14*60 {
 			return false
 		}
 		t.tz, t.off = true, h*60+m
