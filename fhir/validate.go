@@ -106,6 +106,11 @@ func depth(b []byte) int {
 }
 
 func jsonSyntaxError(body []byte, err error) error {
+	// json.Compact does not report where; the decoder does
+	var raw json.RawMessage
+	if uerr := json.Unmarshal(body, &raw); uerr != nil {
+		err = uerr
+	}
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
 		line, col := position(body, int(se.Offset))

@@ -77,12 +77,14 @@ func (s *Server) read(c *fiber.Ctx) error {
 	resourceHeaders(c, r)
 	if inm := c.Get(fiber.HeaderIfNoneMatch); inm != "" {
 		if v, err := engine.ParseVersion(inm); err == nil && v == r.Version {
-			return c.SendStatus(fiber.StatusNotModified)
+			c.Status(fiber.StatusNotModified)
+			return nil
 		}
 	}
 	if ims := c.Get(fiber.HeaderIfModifiedSince); ims != "" {
 		if t, err := http.ParseTime(ims); err == nil && !r.LastUpdated.Truncate(time.Second).After(t) {
-			return c.SendStatus(fiber.StatusNotModified)
+			c.Status(fiber.StatusNotModified)
+			return nil
 		}
 	}
 	return send(c, fiber.StatusOK, r.Body)
@@ -114,7 +116,8 @@ func (s *Server) answerWrite(c *fiber.Ctx, res *engine.Result) error {
 	c.Set(fiber.HeaderLocation, s.location(r))
 	switch preferReturn(c) {
 	case "minimal":
-		return c.SendStatus(status)
+		c.Status(status)
+		return nil
 	case "OperationOutcome":
 		msg := "updated " + r.Type + "/" + r.ID + " to version " + r.VersionID()
 		if res.Created {
@@ -189,7 +192,8 @@ func (s *Server) delete(c *fiber.Ctx) error {
 	if preferReturn(c) == "OperationOutcome" {
 		return send(c, fiber.StatusOK, renderOutcome([]issue{{Severity: "information", Code: "informational", Details: "deleted"}}, ""))
 	}
-	return c.SendStatus(fiber.StatusNoContent)
+	c.Status(fiber.StatusNoContent)
+	return nil
 }
 
 func (s *Server) history(c *fiber.Ctx) error {

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestParseFlagsFromEnvironment(t *testing.T) {
+	var cfg serveConfig
+	fs := newServeFlags(&cfg)
+	env := map[string]string{"REGIE_LISTEN": "127.0.0.1:9999", "REGIE_BASE_URL": "https://regie.example", "REGIE_DEV": "true"}
+	if err := parseFlags(fs, []string{"--listen", "127.0.0.1:7777"}, func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != "127.0.0.1:7777" || cfg.BaseURL != "https://regie.example" || !cfg.Dev {
+		t.Errorf("config %+v: the command line must win over the environment, the environment over defaults", cfg)
+	}
+	bad := map[string]string{"REGIE_DEV": "perhaps"}
+	if err := parseFlags(newServeFlags(&serveConfig{}), nil, func(k string) string { return bad[k] }); err == nil || !strings.Contains(err.Error(), "REGIE_DEV") {
+		t.Errorf("a bad environment value is not reported by name: %v", err)
+	}
+}
+
+func newServeFlags(cfg *serveConfig) *flagSet {
+	fs := newFlagSet("serve")
+	cfg.flags(fs)
+	return fs
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// syncBuffer is a bytes.Buffer safe for the server's log writer and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestServeGracefulShutdown starts `regie serve`, sends a large transaction
+// and asks the server to stop while it runs: the transaction must complete,
+// the server must stop, and the store must hold the data when reopened.
+func TestServeGracefulShutdown(t *testing.T) {
+	addr := freeAddr(t)
+	data := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var logs syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"serve", "--listen", addr, "--data", data}, io.Discard, &logs) }()
+	base := "http://" + addr
+	waitReady(t, base, done)
+
+	const n = 5000
+	var tx strings.Builder
+	tx.WriteString(`{"resourceType":"Bundle","type":"transaction","entry":[`)
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			tx.WriteString(",")
+		}
+		fmt.Fprintf(&tx, `{"resource":{"resourceType":"Patient","id":"p%d","active":true,"name":[{"family":"F%d"}]},"request":{"method":"PUT","url":"Patient/p%d"}}`, i, i, i)
+	}
+	tx.WriteString("]}")
+	type answer struct {
+		status int
+		err    error
+		at     time.Time
+	}
+	res := make(chan answer, 1)
+	go func() {
+		resp, err := http.Post(base+"/fhir", "application/fhir+json", strings.NewReader(tx.String()))
+		if err != nil {
+			res <- answer{err: err}
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		res <- answer{status: resp.StatusCode, at: time.Now()}
+	}()
+	time.Sleep(100 * time.Millisecond) // the transaction is in flight
+	cancel()                           // as SIGTERM does
+	cancelled := time.Now()
+	a := <-res
+	if a.err != nil || a.status != 200 {
+		t.Fatalf("in-flight transaction: status %d, error %v", a.status, a.err)
+	}
+	if !a.at.After(cancelled) {
+		t.Fatalf("the transaction finished before shutdown began; make it larger")
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("serve: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+	if !strings.Contains(logs.String(), "store closed") {
+		t.Errorf("the store was not closed cleanly; logs:\n%s", logs.String())
+	}
+	// the data is there after a restart
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	done2 := make(chan error, 1)
+	go func() {
+		done2 <- run(ctx2, []string{"serve", "--listen", addr, "--data", data}, io.Discard, io.Discard)
+	}()
+	waitReady(t, base, done2)
+	resp, err := http.Get(base + fmt.Sprintf("/fhir/Patient/p%d", n-1))
+	if err != nil || resp.StatusCode != 200 {
+		t.Errorf("after restart: %v %v", resp, err)
+	}
+	cancel2()
+	<-done2
+}
+
+func waitReady(t *testing.T, base string, done chan error) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-done:
+			t.Fatalf("serve stopped: %v", err)
+		default:
+		}
+		resp, err := http.Get(base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("server not ready")
+}
