@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -79,6 +80,10 @@ func TestPathsAndTypes(t *testing.T) {
 		{"@2020-01 + 1 month", "Date", "2020-02"},
 		{"@2020-01-31 + 1 month", "Date", "2020-02-29"},
 		{"Observation.note.text.first() & '!'", "String", "n1!"},
+		// duplicates removal on collections large enough to be hashed
+		{"'1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,1,2'.split(',').distinct().count()", "Integer", "40"},
+		{"'1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40'.split(',').select($this.toInteger()).union(1.0 | 2.50 | 41).count()", "Integer", "42"},
+		{"'1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40'.split(',').select(@2012-04-15T15:00:00+02:00).union(@2012-04-15T16:00:00+03:00 | @2012-04-15T16:00:00).count()", "Integer", "2"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.expr, func(t *testing.T) {
@@ -216,5 +221,70 @@ func TestParseResourceErrors(t *testing.T) {
 		if _, err := fhirpath.ParseResource(loadDefs(t), []byte(body)); err == nil {
 			t.Errorf("ParseResource(%q) succeeded", body)
 		}
+	}
+}
+
+func TestQuantityCanonical(t *testing.T) {
+	tests := []struct {
+		q    fhirpath.Quantity
+		want string
+		ok   bool
+	}{
+		{fhirpath.Quantity{Value: mustDec(t, "185"), Unit: "[lb_av]"}, "83914.58845 'g'", true},
+		{fhirpath.Quantity{Value: mustDec(t, "5"), Unit: "mg/dL"}, "50 'g.m-3'", true},
+		{fhirpath.Quantity{Value: mustDec(t, "120"), Unit: "mm[Hg]"}, "15998686.4898 'g.m-1.s-2'", true},
+		{fhirpath.Quantity{Value: mustDec(t, "2"), Unit: "week", Calendar: true}, "1209600 's'", true},
+		{fhirpath.Quantity{Value: mustDec(t, "1.5"), Unit: "%"}, "0.015 '1'", true},
+		{fhirpath.Quantity{Value: mustDec(t, "1"), Unit: "month", Calendar: true}, "", false},
+		{fhirpath.Quantity{Value: mustDec(t, "37"), Unit: "Cel"}, "", false},
+		{fhirpath.Quantity{Value: mustDec(t, "1"), Unit: "tablets"}, "", false},
+	}
+	for _, tc := range tests {
+		got, ok := tc.q.Canonical()
+		if ok != tc.ok || (ok && got.String() != tc.want) {
+			t.Errorf("%s.Canonical() = %s, %v; want %s, %v", tc.q, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+func mustDec(t *testing.T, s string) fhirpath.Decimal {
+	t.Helper()
+	d, err := fhirpath.ParseDecimal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// TestEvaluateStopsWhenContextEnds cancels the context from inside an
+// evaluation (in the resolver) and expects the quadratic work that follows
+// to stop with the context's error.
+func TestEvaluateStopsWhenContextEnds(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(`{"resourceType":"Observation","status":"final","subject":{"reference":"Patient/1"},"note":[`)
+	for i := 0; i < 3000; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"text":"n%d"}`, i)
+	}
+	b.WriteString(`]}`)
+	root, err := fhirpath.ParseResource(loadDefs(t), []byte(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	env := &fhirpath.Env{Resolver: func(context.Context, string, *fhirpath.Node) (*fhirpath.Node, error) {
+		cancel()
+		return nil, nil
+	}}
+	e := fhirpath.MustCompile("Observation.subject.resolve().count() + Observation.note.text.distinct().count()")
+	if _, err := e.Evaluate(ctx, root, env); !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	got, err := e.Evaluate(context.Background(), root, nil)
+	if err != nil || len(got) != 1 || fhirpath.Format(got[0]) != "3001" {
+		t.Fatalf("without cancel: %v, %v", got, err)
 	}
 }

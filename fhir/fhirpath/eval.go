@@ -48,6 +48,7 @@ type evalCtx struct {
 	rootRes  Collection
 	now      time.Time
 	steps    int
+	err      error // a sticky error from deep loops (context done)
 }
 
 type frame struct {
@@ -61,14 +62,19 @@ type frame struct {
 // checkEvery is how many steps pass between checks of ctx.
 const checkEvery = 1024
 
-func (ec *evalCtx) step() error {
-	ec.steps++
-	if ec.steps%checkEvery == 0 {
-		if err := ec.ctx.Err(); err != nil {
-			return err
-		}
+func (ec *evalCtx) step() error { return ec.work(1) }
+
+// work accounts for n units of work and checks ctx every checkEvery units.
+func (ec *evalCtx) work(n int) error {
+	if ec.err != nil {
+		return ec.err
 	}
-	return nil
+	before := ec.steps
+	ec.steps += n
+	if ec.steps/checkEvery != before/checkEvery {
+		ec.err = ec.ctx.Err()
+	}
+	return ec.err
 }
 
 // Evaluate evaluates the expression with root as its context (%context and
@@ -127,7 +133,14 @@ func (e *Expression) EvaluateCollection(ctx context.Context, input Collection, e
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	return e.root.eval(ec, input, &frame{this: input})
+	res, err := e.root.eval(ec, input, &frame{this: input})
+	if err == nil {
+		err = ec.err
+	}
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
 }
 
 type expr interface {

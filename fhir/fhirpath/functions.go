@@ -298,9 +298,9 @@ func boolAgg(all, want bool) fnImpl {
 	}
 }
 
-func subset(a, b Collection) bool {
+func subset(ec *evalCtx, a, b Collection) bool {
 	for _, v := range a {
-		if !containsItem(b, v) {
+		if !containsItem(ec, b, v) {
 			return false
 		}
 	}
@@ -312,7 +312,7 @@ func fnSubsetOf(ec *evalCtx, focus Collection, c *callExpr, fr *frame) (Collecti
 	if err != nil {
 		return nil, err
 	}
-	return boolResult(subset(focus, other))
+	return boolResult(subset(ec, focus, other))
 }
 
 func fnSupersetOf(ec *evalCtx, focus Collection, c *callExpr, fr *frame) (Collection, error) {
@@ -320,29 +320,23 @@ func fnSupersetOf(ec *evalCtx, focus Collection, c *callExpr, fr *frame) (Collec
 	if err != nil {
 		return nil, err
 	}
-	return boolResult(subset(other, focus))
+	return boolResult(subset(ec, other, focus))
 }
 
 func fnCount(_ *evalCtx, focus Collection, _ *callExpr, _ *frame) (Collection, error) {
 	return Collection{Integer(len(focus))}, nil
 }
 
-func distinct(c Collection) Collection {
-	out := make(Collection, 0, len(c))
-	for _, v := range c {
-		if !containsItem(out, v) {
-			out = append(out, v)
-		}
-	}
-	return out
+func distinct(ec *evalCtx, c Collection) Collection {
+	return dedupe(ec, append(Collection(nil), c...))
 }
 
-func fnDistinct(_ *evalCtx, focus Collection, _ *callExpr, _ *frame) (Collection, error) {
-	return distinct(focus), nil
+func fnDistinct(ec *evalCtx, focus Collection, _ *callExpr, _ *frame) (Collection, error) {
+	return distinct(ec, focus), nil
 }
 
-func fnIsDistinct(_ *evalCtx, focus Collection, _ *callExpr, _ *frame) (Collection, error) {
-	return boolResult(len(distinct(focus)) == len(focus))
+func fnIsDistinct(ec *evalCtx, focus Collection, _ *callExpr, _ *frame) (Collection, error) {
+	return boolResult(len(distinct(ec, focus)) == len(focus))
 }
 
 func fnWhere(ec *evalCtx, focus Collection, c *callExpr, fr *frame) (Collection, error) {
@@ -376,7 +370,7 @@ func fnRepeat(ec *evalCtx, focus Collection, c *callExpr, fr *frame) (Collection
 		var next Collection
 		err := c.each(ec, cur, 0, fr, func(_ int, _ Value, r Collection) (bool, error) {
 			for _, v := range r {
-				if !containsItem(out, v) {
+				if !containsItem(ec, out, v) {
 					out = append(out, v)
 					next = append(next, v)
 				}
@@ -487,7 +481,7 @@ func fnIntersect(ec *evalCtx, focus Collection, c *callExpr, fr *frame) (Collect
 	}
 	var out Collection
 	for _, v := range focus {
-		if containsItem(other, v) && !containsItem(out, v) {
+		if containsItem(ec, other, v) && !containsItem(ec, out, v) {
 			out = append(out, v)
 		}
 	}
@@ -501,7 +495,7 @@ func fnExclude(ec *evalCtx, focus Collection, c *callExpr, fr *frame) (Collectio
 	}
 	var out Collection
 	for _, v := range focus {
-		if !containsItem(other, v) {
+		if !containsItem(ec, other, v) {
 			out = append(out, v)
 		}
 	}
@@ -513,7 +507,7 @@ func fnUnion(ec *evalCtx, focus Collection, c *callExpr, fr *frame) (Collection,
 	if err != nil {
 		return nil, err
 	}
-	return union(focus, other), nil
+	return union(ec, focus, other), nil
 }
 
 func fnCombine(ec *evalCtx, focus Collection, c *callExpr, fr *frame) (Collection, error) {
@@ -1477,7 +1471,7 @@ func fnCheckModifiers(ec *evalCtx, focus Collection, c *callExpr, fr *frame) (Co
 			continue
 		}
 		for _, m := range n.Children("modifierExtension") {
-			if !containsItem(urls, String(m.ChildText("url"))) {
+			if !containsItem(ec, urls, String(m.ChildText("url"))) {
 				return nil, evalErr("unknown modifier extension %s", m.ChildText("url"))
 			}
 		}

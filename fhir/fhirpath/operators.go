@@ -39,7 +39,7 @@ func (x *binaryExpr) eval(ec *evalCtx, in Collection, fr *frame) (Collection, er
 	}
 	switch x.op {
 	case "|":
-		return union(l, r), nil
+		return union(ec, l, r), nil
 	case "=", "!=":
 		eq, ok := collEqual(l, r)
 		if !ok {
@@ -161,19 +161,91 @@ func (x *binaryExpr) logic(ec *evalCtx, in Collection, fr *frame) (Collection, e
 }
 
 // union merges two collections removing duplicates.
-func union(l, r Collection) Collection {
-	out := make(Collection, 0, len(l)+len(r))
-	for _, c := range [2]Collection{l, r} {
+func union(ec *evalCtx, l, r Collection) Collection {
+	all := make(Collection, 0, len(l)+len(r))
+	return dedupe(ec, append(append(all, l...), r...))
+}
+
+// hashThreshold is the collection size from which dedupe hashes the items
+// that have a key instead of comparing all pairs.
+const hashThreshold = 32
+
+// dedupe removes later duplicates from c (in place).
+func dedupe(ec *evalCtx, c Collection) Collection {
+	out := c[:0:0]
+	if len(c) < hashThreshold {
 		for _, v := range c {
-			if !containsItem(out, v) {
+			if !containsItem(ec, out, v) {
 				out = append(out, v)
 			}
+		}
+		return out
+	}
+	seen := make(map[string]bool, len(c))
+	var others Collection // items without a key: compared pairwise
+	for _, v := range c {
+		if ec.work(1) != nil {
+			return out
+		}
+		if k, ok := equalityKey(v); ok {
+			if !seen[k] {
+				seen[k] = true
+				out = append(out, v)
+			}
+			continue
+		}
+		if !containsItem(ec, others, v) {
+			others = append(others, v)
+			out = append(out, v)
 		}
 	}
 	return out
 }
 
-func containsItem(c Collection, v Value) bool {
+// equalityKey returns a string that is equal for two items exactly when
+// '=' says they are equal, for the kinds of items where that is simple:
+// strings, booleans, numbers and dates/times. Quantities and complex nodes
+// have none.
+func equalityKey(v Value) (string, bool) {
+	if n, ok := v.(*Node); ok && n.kind == 'o' {
+		return "", false
+	}
+	switch x := sys(v).(type) {
+	case String:
+		return "s" + string(x), true
+	case Boolean:
+		if x {
+			return "btrue", true
+		}
+		return "bfalse", true
+	case Integer:
+		return "n" + DecimalFromInt(int64(x)).String(), true
+	case Decimal:
+		return "n" + x.trim(0).String(), true
+	case Date:
+		return temporalKey("d", x.t), true
+	case DateTime:
+		return temporalKey("d", x.t), true
+	case Time:
+		return temporalKey("t", x.t), true
+	}
+	return "", false
+}
+
+func temporalKey(kind string, t temporal) string {
+	tz := "n"
+	if t.tz {
+		tz = "z"
+	}
+	return kind + tz + itoa(int(cmpPrec(t.prec))) + t.start().UTC().Format("2006-01-02T15:04:05.000")
+}
+
+// containsItem reports whether c has an item equal to v. Its work counts
+// towards the evaluation's context checks.
+func containsItem(ec *evalCtx, c Collection, v Value) bool {
+	if ec.work(len(c)) != nil {
+		return false
+	}
 	for _, w := range c {
 		if eq, ok := itemEqual(w, v); ok && eq {
 			return true

@@ -428,3 +428,46 @@ func comparableUnits(a, b Quantity) bool {
 	ub, ok2 := quantityUnit(b)
 	return ok1 && ok2 && dimsKey(ua.dims) == dimsKey(ub.dims)
 }
+
+// Canonical returns q converted to UCUM base units (g, m, s, mol, A, K, cd
+// and the arbitrary units such as [iU]) with a canonical unit code, e.g.
+// 185 '[lb_av]' becomes 83914.58845 'g' and 5 'mg/dL' becomes 50 'g.m-3'.
+// Quantities with the same canonical unit can be compared by value. It
+// reports false when the unit is not a UCUM unit the engine knows, and for
+// the calendar durations year and month, which have no fixed length.
+func (q Quantity) Canonical() (Quantity, bool) {
+	if q.Calendar && calendarToUCUM[calendarUnits[q.Unit]] == "" {
+		return Quantity{}, false
+	}
+	u, ok := quantityUnit(q)
+	if !ok {
+		return Quantity{}, false
+	}
+	for k := range u.dims {
+		switch k {
+		case "Cel", "[degF]", "[pH]":
+			return Quantity{}, false // units with an offset or a log scale
+		}
+	}
+	keys := make([]string, 0, len(u.dims))
+	for k := range u.dims {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		if b.Len() > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(k)
+		if e := u.dims[k]; e != 1 {
+			b.WriteString(strconv.Itoa(e))
+		}
+	}
+	unit := b.String()
+	if unit == "" {
+		unit = "1"
+	}
+	v := new(big.Rat).Mul(ratOfDecimal(q.Value), u.f)
+	return Quantity{Value: ratToDecimal(v), Unit: unit}, true
+}
