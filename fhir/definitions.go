@@ -175,6 +175,12 @@ func LoadDefinitions(fsys fs.FS) (*Definitions, error) {
 	}
 	for _, p := range params {
 		d.paramsByURL[p.URL] = p
+		if strings.HasPrefix(p.URL, exampleParamPrefix) {
+			// The core package's examples of the SearchParameter resource
+			// (Condition "subject" targeting Organization, "_id" as "id")
+			// would shadow the real parameters of the same code.
+			continue
+		}
 		for _, base := range p.Base {
 			targets := []string{base}
 			if base == "Resource" || base == "DomainResource" {
@@ -213,6 +219,10 @@ func LoadDefinitions(fsys fs.FS) (*Definitions, error) {
 	}
 	return d, nil
 }
+
+// exampleParamPrefix starts the URLs of the example SearchParameters in the
+// R4 core package (example, example-extension, example-reference).
+const exampleParamPrefix = "http://hl7.org/fhir/SearchParameter/example"
 
 func readJSON(fsys fs.FS, name string, v any) error {
 	b, err := fs.ReadFile(fsys, name)
