@@ -44,8 +44,7 @@ type evalCtx struct {
 	env      *Env
 	defs     *fhir.Definitions
 	root     Collection
-	resource Collection
-	rootRes  Collection
+	rootNode *Node // the first item of the input, when it is a node
 	now      time.Time
 	steps    int
 	err      error // a sticky error from deep loops (context done)
@@ -98,34 +97,11 @@ func (e *Expression) EvaluateCollection(ctx context.Context, input Collection, e
 		ctx = context.Background()
 	}
 	ec := &evalCtx{ctx: ctx, env: env, root: input, defs: env.Definitions, now: env.Now}
-	var rootNode *Node
 	if len(input) > 0 {
-		rootNode, _ = input[0].(*Node)
+		ec.rootNode, _ = input[0].(*Node)
 	}
-	if rootNode != nil && ec.defs == nil {
-		ec.defs = rootNode.defs
-	}
-	switch {
-	case env.Resource != nil:
-		ec.resource = Collection{env.Resource}
-	case rootNode != nil:
-		if r := rootNode.Resource(); r != nil {
-			ec.resource = Collection{r}
-		}
-	}
-	switch {
-	case env.RootResource != nil:
-		ec.rootRes = Collection{env.RootResource}
-	case rootNode != nil:
-		var top *Node
-		for c := rootNode; c != nil; c = c.parent {
-			if c.isResource() {
-				top = c
-			}
-		}
-		if top != nil {
-			ec.rootRes = Collection{top}
-		}
+	if ec.rootNode != nil && ec.defs == nil {
+		ec.defs = ec.rootNode.defs
 	}
 	if ec.now.IsZero() {
 		ec.now = time.Now()
@@ -187,9 +163,29 @@ func (x *varExpr) eval(ec *evalCtx, in Collection, fr *frame) (Collection, error
 	case "context":
 		return ec.root, nil
 	case "resource":
-		return ec.resource, nil
+		if ec.env.Resource != nil {
+			return Collection{ec.env.Resource}, nil
+		}
+		if ec.rootNode != nil {
+			if r := ec.rootNode.Resource(); r != nil {
+				return Collection{r}, nil
+			}
+		}
+		return nil, nil
 	case "rootResource":
-		return ec.rootRes, nil
+		if ec.env.RootResource != nil {
+			return Collection{ec.env.RootResource}, nil
+		}
+		var top *Node
+		for c := ec.rootNode; c != nil; c = c.parent {
+			if c.isResource() {
+				top = c
+			}
+		}
+		if top != nil {
+			return Collection{top}, nil
+		}
+		return nil, nil
 	case "ucum":
 		return Collection{String("http://unitsofmeasure.org")}, nil
 	case "sct":
@@ -225,10 +221,17 @@ func (x *memberExpr) eval(ec *evalCtx, in Collection, fr *frame) (Collection, er
 		return nil, err
 	}
 	typeName := x.left == nil && x.name != "" && x.name[0] >= 'A' && x.name[0] <= 'Z'
+	if typeName && !ec.env.Strict && allOfType(base, x.name) {
+		return base, nil
+	}
 	// size the result first: paths are evaluated very often
 	size := 0
 	for _, v := range base {
 		if n, ok := v.(*Node); ok {
+			if typeName && (n.typ == x.name || (n.defs != nil && n.defs.IsA(n.typ, x.name))) {
+				size++
+				continue
+			}
 			for i := range n.fields {
 				if f := &n.fields[i]; f.elem == x.name {
 					size += len(f.nodes)
@@ -241,7 +244,7 @@ func (x *memberExpr) eval(ec *evalCtx, in Collection, fr *frame) (Collection, er
 			return nil, err
 		}
 	}
-	if size == 0 && !typeName && !hasSystemMembers(base) {
+	if size == 0 && !hasSystemMembers(base) {
 		return nil, nil
 	}
 	out := make(Collection, 0, max(size, 1))
@@ -314,6 +317,17 @@ func modelHasElement(defs *fhir.Definitions, ctx, name string) bool {
 		ctx = t.Base
 	}
 	return false
+}
+
+// allOfType reports whether every item of c is a node of type name (the
+// common start of a path: "Patient.name" on a Patient).
+func allOfType(c Collection, name string) bool {
+	for _, v := range c {
+		if n, ok := v.(*Node); !ok || n.typ != name {
+			return false
+		}
+	}
+	return len(c) > 0
 }
 
 // hasSystemMembers reports whether c holds System values with members

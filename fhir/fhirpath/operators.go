@@ -162,6 +162,14 @@ func (x *binaryExpr) logic(ec *evalCtx, in Collection, fr *frame) (Collection, e
 
 // union merges two collections removing duplicates.
 func union(ec *evalCtx, l, r Collection) Collection {
+	switch {
+	case len(l)+len(r) == 0:
+		return nil
+	case len(r) == 0 && len(l) == 1:
+		return l
+	case len(l) == 0 && len(r) == 1:
+		return r
+	}
 	all := make(Collection, 0, len(l)+len(r))
 	return dedupe(ec, append(append(all, l...), r...))
 }
@@ -170,9 +178,9 @@ func union(ec *evalCtx, l, r Collection) Collection {
 // that have a key instead of comparing all pairs.
 const hashThreshold = 32
 
-// dedupe removes later duplicates from c (in place).
+// dedupe removes later duplicates from c, compacting it in place.
 func dedupe(ec *evalCtx, c Collection) Collection {
-	out := c[:0:0]
+	out := c[:0]
 	if len(c) < hashThreshold {
 		for _, v := range c {
 			if !containsItem(ec, out, v) {
