@@ -81,16 +81,16 @@ func init() {
 		"startsWith":     {1, 1, strFn(fnStartsWith)},
 		"endsWith":       {1, 1, strFn(fnEndsWith)},
 		"contains":       {1, 1, strFn(fnContainsStr)},
-		"upper":          {0, 0, strFn(func(s string, _ []string) (Value, bool) { return String(strings.ToUpper(s)), true })},
-		"lower":          {0, 0, strFn(func(s string, _ []string) (Value, bool) { return String(strings.ToLower(s)), true })},
+		"upper":          {0, 0, strFn(func(s string, _ []string, _ *callExpr) (Value, bool) { return String(strings.ToUpper(s)), true })},
+		"lower":          {0, 0, strFn(func(s string, _ []string, _ *callExpr) (Value, bool) { return String(strings.ToLower(s)), true })},
 		"replace":        {2, 2, strFn(fnReplace)},
 		"matches":        {1, 2, strFn(fnMatches(false))},
 		"matchesFull":    {1, 2, strFn(fnMatches(true))},
 		"lastIndexOf":    {1, 1, strFn(fnLastIndexOf)},
 		"replaceMatches": {2, 2, strFn(fnReplaceMatches)},
-		"length":         {0, 0, strFn(func(s string, _ []string) (Value, bool) { return Integer(utf8.RuneCountInString(s)), true })},
+		"length":         {0, 0, strFn(func(s string, _ []string, _ *callExpr) (Value, bool) { return Integer(utf8.RuneCountInString(s)), true })},
 		"toChars":        {0, 0, fnToChars},
-		"trim":           {0, 0, strFn(func(s string, _ []string) (Value, bool) { return String(strings.TrimSpace(s)), true })},
+		"trim":           {0, 0, strFn(func(s string, _ []string, _ *callExpr) (Value, bool) { return String(strings.TrimSpace(s)), true })},
 		"split":          {1, 1, fnSplit},
 		"join":           {0, 1, fnJoin},
 		"encode":         {1, 1, strFn(fnEncode)},
@@ -149,7 +149,8 @@ type callExpr struct {
 	left expr
 	args []expr
 	fn   funcDef
-	ts   typeSpec // for is, as, ofType
+	ts   typeSpec       // for is, as, ofType
+	re   *regexp.Regexp // a literal pattern of matches, matchesFull, replaceMatches, compiled once
 	pos  int
 }
 
@@ -169,8 +170,30 @@ func newCall(name string, left expr, args []expr, pos int) (expr, error) {
 			return nil, &SyntaxError{Pos: pos, Msg: name + "() needs a type name"}
 		}
 		c.ts = ts
+	case "matches", "matchesFull", "replaceMatches":
+		pat, ok1 := literalString(args[0])
+		flags, ok2 := "", true
+		if name != "replaceMatches" && len(args) == 2 {
+			flags, ok2 = literalString(args[1])
+		}
+		if ok1 && ok2 && pat != "" {
+			re, ok := compileRegex(pat, name == "matchesFull", flags)
+			if !ok {
+				return nil, &SyntaxError{Pos: pos, Msg: name + "(): invalid regular expression"}
+			}
+			c.re = re
+		}
 	}
 	return c, nil
+}
+
+func literalString(x expr) (string, bool) {
+	if l, ok := x.(*literalExpr); ok && len(l.val) == 1 {
+		if s, ok := l.val[0].(String); ok {
+			return string(s), true
+		}
+	}
+	return "", false
 }
 
 func typeSpecOf(x expr) (typeSpec, bool) {
@@ -823,7 +846,7 @@ func singleStringArg(ec *evalCtx, c *callExpr, i int, fr *frame) (string, bool, 
 
 // strings
 
-type strFunc func(s string, args []string) (Value, bool)
+type strFunc func(s string, args []string, c *callExpr) (Value, bool)
 
 // strFn wraps a function on a single string with string arguments; an
 // empty focus or argument gives an empty result.
@@ -848,7 +871,7 @@ func strFn(f strFunc) fnImpl {
 			}
 			args[i] = a
 		}
-		r, ok := f(string(s), args)
+		r, ok := f(string(s), args, c)
 		if !ok {
 			return nil, nil
 		}
@@ -856,7 +879,7 @@ func strFn(f strFunc) fnImpl {
 	}
 }
 
-func fnIndexOf(s string, a []string) (Value, bool) {
+func fnIndexOf(s string, a []string, _ *callExpr) (Value, bool) {
 	i := strings.Index(s, a[0])
 	if i > 0 {
 		i = utf8.RuneCountInString(s[:i])
@@ -864,15 +887,17 @@ func fnIndexOf(s string, a []string) (Value, bool) {
 	return Integer(i), true
 }
 
-func fnStartsWith(s string, a []string) (Value, bool) {
+func fnStartsWith(s string, a []string, _ *callExpr) (Value, bool) {
 	return Boolean(strings.HasPrefix(s, a[0])), true
 }
-func fnEndsWith(s string, a []string) (Value, bool) { return Boolean(strings.HasSuffix(s, a[0])), true }
-func fnContainsStr(s string, a []string) (Value, bool) {
+func fnEndsWith(s string, a []string, _ *callExpr) (Value, bool) {
+	return Boolean(strings.HasSuffix(s, a[0])), true
+}
+func fnContainsStr(s string, a []string, _ *callExpr) (Value, bool) {
 	return Boolean(strings.Contains(s, a[0])), true
 }
 
-func fnReplace(s string, a []string) (Value, bool) {
+func fnReplace(s string, a []string, _ *callExpr) (Value, bool) {
 	if len(s) > 1<<20 {
 		return nil, false
 	}
@@ -898,7 +923,7 @@ func compileRegex(p string, full bool, flags string) (*regexp.Regexp, bool) {
 	return re, err == nil
 }
 
-func fnLastIndexOf(s string, a []string) (Value, bool) {
+func fnLastIndexOf(s string, a []string, _ *callExpr) (Value, bool) {
 	i := strings.LastIndex(s, a[0])
 	if i > 0 {
 		i = utf8.RuneCountInString(s[:i])
@@ -907,26 +932,32 @@ func fnLastIndexOf(s string, a []string) (Value, bool) {
 }
 
 func fnMatches(full bool) strFunc {
-	return func(s string, a []string) (Value, bool) {
-		flags := ""
-		if len(a) > 1 {
-			flags = a[1]
-		}
-		re, ok := compileRegex(a[0], full, flags)
-		if !ok {
-			return nil, false
+	return func(s string, a []string, c *callExpr) (Value, bool) {
+		re := c.re
+		if re == nil {
+			flags := ""
+			if len(a) > 1 {
+				flags = a[1]
+			}
+			var ok bool
+			if re, ok = compileRegex(a[0], full, flags); !ok {
+				return nil, false
+			}
 		}
 		return Boolean(re.MatchString(s)), true
 	}
 }
 
-func fnReplaceMatches(s string, a []string) (Value, bool) {
+func fnReplaceMatches(s string, a []string, c *callExpr) (Value, bool) {
 	if a[0] == "" {
 		return String(s), true
 	}
-	re, ok := compileRegex(a[0], false, "")
-	if !ok {
-		return nil, false
+	re := c.re
+	if re == nil {
+		var ok bool
+		if re, ok = compileRegex(a[0], false, ""); !ok {
+			return nil, false
+		}
 	}
 	// FHIRPath uses $1 for groups, as Go does.
 	return String(re.ReplaceAllString(s, a[1])), true
@@ -1034,7 +1065,7 @@ func fnJoin(ec *evalCtx, focus Collection, c *callExpr, fr *frame) (Collection, 
 	return Collection{String(strings.Join(parts, sep))}, nil
 }
 
-func fnEncode(s string, a []string) (Value, bool) {
+func fnEncode(s string, a []string, _ *callExpr) (Value, bool) {
 	switch a[0] {
 	case "hex":
 		return String(hex.EncodeToString([]byte(s))), true
@@ -1046,7 +1077,7 @@ func fnEncode(s string, a []string) (Value, bool) {
 	return nil, false
 }
 
-func fnDecode(s string, a []string) (Value, bool) {
+func fnDecode(s string, a []string, _ *callExpr) (Value, bool) {
 	var b []byte
 	var err error
 	switch a[0] {
@@ -1067,7 +1098,7 @@ func fnDecode(s string, a []string) (Value, bool) {
 
 var htmlEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;", "'", "&#39;")
 
-func fnEscape(s string, a []string) (Value, bool) {
+func fnEscape(s string, a []string, _ *callExpr) (Value, bool) {
 	switch a[0] {
 	case "html":
 		return String(htmlEscaper.Replace(s)), true
@@ -1078,7 +1109,7 @@ func fnEscape(s string, a []string) (Value, bool) {
 	return nil, false
 }
 
-func fnUnescape(s string, a []string) (Value, bool) {
+func fnUnescape(s string, a []string, _ *callExpr) (Value, bool) {
 	switch a[0] {
 	case "html":
 		return String(html.UnescapeString(s)), true
