@@ -37,6 +37,9 @@ type Broker struct {
 	ui       *ui
 	fed      *federation
 	dev      *devMode
+
+	passwords *passwordPolicy
+	dummyHash string
 }
 
 // New builds a broker from cfg. It does not start goroutines; the context
@@ -109,6 +112,10 @@ func New(ctx context.Context, cfg Config) (*Broker, error) {
 		return nil, fmt.Errorf("auth: openid provider: %w", err)
 	}
 	b.provider = p
+	b.passwords = newPasswordPolicy()
+	if b.dummyHash, err = hashPassword(randToken(16)); err != nil {
+		return nil, err
+	}
 	if b.ui, err = newUI(cfg.Dev); err != nil {
 		return nil, err
 	}
@@ -117,6 +124,9 @@ func New(ctx context.Context, cfg Config) (*Broker, error) {
 		if b.dev, err = newDevMode(b); err != nil {
 			return nil, err
 		}
+	}
+	if b.cfg.Mailer == nil || b.cfg.SMS == nil {
+		return nil, errors.New("auth: config: Mailer and SMS are required outside dev mode")
 	}
 	b.routes()
 	if cfg.Dev {

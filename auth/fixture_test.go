@@ -21,6 +21,8 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"regie/auth/internal/memrecords"
+	"regie/auth/notify"
+	"regie/auth/notify/notifytest"
 	"regie/storage"
 )
 
@@ -68,6 +70,8 @@ func (a *auditLog) find(action, outcome string) []AuditEvent {
 }
 
 type fixture struct {
+	smtp  *notifytest.SMTPServer
+	gw    *notifytest.Gateway
 	t     *testing.T
 	b     *Broker
 	srv   *httptest.Server
@@ -118,6 +122,18 @@ func newFixture(t *testing.T, mutate func(*Config)) *fixture {
 			{ID: "rs", Secret: appSecret, AuthMethod: "client_secret_basic", Scopes: []string{}},
 		},
 	}
+	f.smtp = notifytest.NewSMTPServer(t)
+	f.gw = notifytest.NewGateway(t)
+	mailer, err := notify.NewSMTP(notify.SMTPConfig{Host: f.smtp.Host, Port: f.smtp.Port, Username: f.smtp.Username,
+		Password: f.smtp.Password, From: "noreply@regie.example", RootCAs: f.smtp.RootCAs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sms, err := notify.NewMessageBird(notify.MessageBirdConfig{AccessKey: f.gw.AccessKey, Originator: "Regie", Endpoint: f.gw.URL + "/messages"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Mailer, cfg.SMS = mailer, sms
 	if mutate != nil {
 		mutate(&cfg)
 	}
@@ -202,3 +218,10 @@ func body(t *testing.T, resp *http.Response) string {
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+var storageErrExists = storage.ErrExists
+
+func mustJSON(v any) []byte {
+	b, _ := json.Marshal(v)
+	return b
+}

@@ -185,3 +185,16 @@ func TestStepUp(t *testing.T) {
 		t.Errorf("bearer step-up: %v", err)
 	}
 }
+
+func TestMessagesComplete(t *testing.T) {
+	for k := range messagesNL {
+		if messagesEN[k] == "" {
+			t.Errorf("no English text for %q", k)
+		}
+	}
+	for k := range messagesEN {
+		if messagesNL[k] == "" {
+			t.Errorf("no Dutch text for %q", k)
+		}
+	}
+}
