@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -286,5 +287,51 @@ func TestEvaluateStopsWhenContextEnds(t *testing.T) {
 	got, err := e.Evaluate(context.Background(), root, nil)
 	if err != nil || len(got) != 1 || fhirpath.Format(got[0]) != "3001" {
 		t.Fatalf("without cancel: %v, %v", got, err)
+	}
+}
+
+// TestConcurrentEvaluate evaluates shared compiled expressions on a shared
+// tree from several goroutines (run with -race) and checks every result.
+func TestConcurrentEvaluate(t *testing.T) {
+	root := parseObs(t)
+	srcs := []string{
+		"Observation.subject.where(resolve() is Patient)",
+		"(Observation.value as Quantity).value",
+		"Observation.code.coding.where(system = %loinc).code",
+		"Observation.component.value.ofType(Quantity).distinct()",
+		"Observation.effective > @2020",
+		"descendants().count()",
+	}
+	exprs := make([]*fhirpath.Expression, len(srcs))
+	want := make([]string, len(srcs))
+	for i, s := range srcs {
+		exprs[i] = fhirpath.MustCompile(s)
+		got, err := exprs[i].Evaluate(context.Background(), root, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[i] = formatColl(got)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, 8)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := 0; k < 50; k++ {
+				for i, e := range exprs {
+					got, err := e.Evaluate(context.Background(), root, nil)
+					if err != nil || formatColl(got) != want[i] {
+						errs <- fmt.Sprintf("%s: %s, %v", srcs[i], formatColl(got), err)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
 	}
 }
