@@ -1,9 +1,14 @@
 package search
 
 import (
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"regie/fhir"
 )
 
 // FuzzParse feeds arbitrary query strings to the parser: it must never
@@ -53,6 +58,46 @@ func FuzzParse(f *testing.F) {
 			}
 			if c2 := Canonical(q2); c2 != c {
 				t.Fatalf("canonical form not stable for %q:\n%s\n%s", query, c, c2)
+			}
+		}
+	})
+}
+
+// FuzzIndex feeds arbitrary resource JSON to the indexer: it must never
+// panic, and the entries it returns must be well formed.
+func FuzzIndex(f *testing.F) {
+	b, err := os.ReadFile(filepath.Join(datasetDir, "resources.json"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	var res []json.RawMessage
+	if err := json.Unmarshal(b, &res); err != nil {
+		f.Fatal(err)
+	}
+	for _, r := range res {
+		f.Add([]byte(r))
+	}
+	f.Add([]byte(`{"resourceType":"Observation","valueQuantity":{"value":1e400,"code":"mg/dL","system":"http://unitsofmeasure.org","comparator":">"},"effectivePeriod":{"start":"9999-12-31T23:59:59.999999999+14:00"}}`))
+	f.Add([]byte(`{"resourceType":"Patient","deceasedDateTime":"0001","name":[{"given":["\u0301"]}],"link":[{"other":{"reference":"Patient/a/_history/"}}]}`))
+	ix, err := NewIndexer(loadDefs(f), IndexerConfig{BaseURL: "https://regie.example/fhir"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		rt, _, err := fhir.Header(body)
+		if err != nil || rt == "" {
+			return
+		}
+		es, err := ix.Index(rt, body)
+		if err != nil {
+			return
+		}
+		for _, e := range es {
+			if e.Param == "" || e.Type == "" {
+				t.Fatalf("entry without parameter or type: %+v", e)
+			}
+			if e.Type == fhir.ParamDate && e.Lo > e.Hi {
+				t.Fatalf("empty date range: %+v", e)
 			}
 		}
 	})

@@ -16,8 +16,9 @@ import (
 //     there is at least one; otherwise some entry must match some value.
 //   - string: Entry.Str starts with Value.Str (both normalised); :contains
 //     looks for it anywhere; :exact compares Entry.Exact with Value.Str.
-//   - uri: Entry.Str equals Value.Str; :below matches entries that start
-//     with the value, :above entries that the value starts with.
+//   - uri: Entry.Str equals Value.Str; :below matches entries equal to the
+//     value or under it by path segment (Entry.Str starts with the value
+//     followed by "/"), :above entries that the value is equal to or under.
 //   - token: Code must equal (when the value has one); System must equal
 //     unless AnySystem ("|code" matches codes without a system only).
 //     :text matches Entry.Text starting with Value.Str (normalised).
@@ -114,9 +115,9 @@ func matchEntry(m *Match, v *Value, e *Entry) bool {
 	case fhir.ParamURI:
 		switch m.Modifier {
 		case "below":
-			return strings.HasPrefix(e.Str, v.Str)
+			return uriBelow(e.Str, v.Str)
 		case "above":
-			return e.Str != "" && strings.HasPrefix(v.Str, e.Str)
+			return e.Str != "" && uriBelow(v.Str, e.Str)
 		}
 		return e.Str == v.Str
 	case fhir.ParamToken:
@@ -153,6 +154,17 @@ func matchEntry(m *Match, v *Value, e *Entry) bool {
 		return compareF(v.Prefix, e.LoF, e.HiF, v.LoF, v.HiF)
 	}
 	return false
+}
+
+// uriBelow reports whether uri is base or lies under it by path segments:
+// http://x/ValueSet/1 is below http://x/ValueSet and http://x/ValueSet/, not
+// below http://x/Value.
+func uriBelow(uri, base string) bool {
+	if uri == base {
+		return true
+	}
+	b := strings.TrimSuffix(base, "/") + "/"
+	return strings.HasPrefix(uri, b)
 }
 
 func matchToken(v *Value, e *Entry) bool {

@@ -147,6 +147,10 @@ func TestMatchSemantics(t *testing.T) {
 		{"ValueSet", "url:below=http://x.org/fhir", vs, true},
 		{"ValueSet", "url:above=http://x.org/fhir/ValueSet/1/_history/2", vs, true},
 		{"ValueSet", "url:above=http://x.org/fhir", vs, false},
+		{"ValueSet", "url:below=http://x.org/fhir/Value", vs, false},
+		{"ValueSet", "url:below=http://x.org/fhir/", vs, true},
+		{"ValueSet", "url:below=http://x.org/fhir/ValueSet/1", vs, true},
+		{"ValueSet", "url:above=http://x.org/fhir/ValueSet/10", vs, false},
 	}
 	for _, c := range cases {
 		e := matchQuery(t, p, c.typ, c.query)
