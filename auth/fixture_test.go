@@ -20,10 +20,10 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
-	"regie/auth/internal/memrecords"
 	"regie/auth/notify"
 	"regie/auth/notify/notifytest"
 	"regie/storage"
+	"regie/storage/embedded"
 )
 
 // clock is a settable test clock.
@@ -88,10 +88,16 @@ const (
 	appSecret   = "app-secret-0123456789"
 )
 
-// newRecords returns the Records implementation the tests run on.
+// newRecords returns the Records the tests run on: the embedded store, in
+// a fresh directory, on the test clock.
 func newRecords(t *testing.T, now func() time.Time) storage.Records {
 	t.Helper()
-	return memrecords.New(now)
+	s, err := embedded.Open(t.TempDir(), &embedded.Options{Now: now, PurgeInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }
 
 func newFixture(t *testing.T, mutate func(*Config)) *fixture {
