@@ -143,8 +143,9 @@ func (c *Compartment) Types() []string {
 	return ts
 }
 
-// LoadDefinitions reads types.json, search-parameters.json and
-// compartments.json from fsys (see package profiles).
+// LoadDefinitions reads types.json, search-parameters.json,
+// compartments.json and, when present, local/search-parameters.json from
+// fsys (see package profiles).
 func LoadDefinitions(fsys fs.FS) (*Definitions, error) {
 	d := &Definitions{
 		types:        map[string]*TypeDef{},
@@ -173,7 +174,22 @@ func LoadDefinitions(fsys fs.FS) (*Definitions, error) {
 	if err := readJSON(fsys, "search-parameters.json", &params); err != nil {
 		return nil, err
 	}
-	for _, p := range params {
+	core := len(params)
+	if _, err := fs.Stat(fsys, localParams); err == nil {
+		var local []*SearchParam
+		if err := readJSON(fsys, localParams, &local); err != nil {
+			return nil, err
+		}
+		params = append(params, local...)
+	}
+	for i, p := range params {
+		if i >= core {
+			for _, base := range p.Base {
+				if d.params[base][p.Code] != nil {
+					return nil, fmt.Errorf("fhir: definitions: local search parameter %s redefines %s.%s", p.URL, base, p.Code)
+				}
+			}
+		}
 		d.paramsByURL[p.URL] = p
 		if strings.HasPrefix(p.URL, exampleParamPrefix) {
 			// The core package's examples of the SearchParameter resource
@@ -219,6 +235,10 @@ func LoadDefinitions(fsys fs.FS) (*Definitions, error) {
 	}
 	return d, nil
 }
+
+// localParams holds Regie's own search parameters, in the trimmed format of
+// search-parameters.json. They add to the core ones and never replace them.
+const localParams = "local/search-parameters.json"
 
 // exampleParamPrefix starts the URLs of the example SearchParameters in the
 // R4 core package (example, example-extension, example-reference).

@@ -69,6 +69,9 @@ func TestDefinitions(t *testing.T) {
 	if d.SearchParam("Bundle", "_text") != nil {
 		t.Error("DomainResource parameter _text registered on Bundle, which is not a DomainResource")
 	}
+	if team := d.SearchParam("EpisodeOfCare", "team"); team == nil || team.Type != fhir.ParamReference {
+		t.Errorf("Regie's own EpisodeOfCare.team parameter is missing: %+v", team)
+	}
 	pc := d.Compartment("Patient")
 	if pc == nil {
 		t.Fatal("no Patient compartment")
