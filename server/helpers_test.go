@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"regie/fhir"
+	"regie/fhir/search"
 	"regie/profiles"
 	"regie/server"
 	"regie/server/engine"
@@ -46,7 +47,11 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	ecfg := engine.Config{Definitions: defs, Validator: val, Store: st}
+	idx, err := search.NewIndexer(defs, search.IndexerConfig{BaseURL: "http://regie.test/fhir"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecfg := engine.Config{Definitions: defs, Validator: val, Store: st, Indexer: idx}
 	scfg := server.Config{BaseURL: "http://regie.test", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	for _, o := range opts {
 		o(&scfg, &ecfg)

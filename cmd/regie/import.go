@@ -28,6 +28,7 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	data := fs.String("data", "./data", "directory of the embedded store")
 	storeURL := fs.String("store", "", "store URL (see regie serve)")
 	logLevel := fs.String("log-level", "warn", "log level")
+	baseURL := fs.String("base-url", "http://localhost:8080", "external URL of the server (absolute references under it are local)")
 	if err := parseFlags(fs, args, os.Getenv); err != nil {
 		return err
 	}
@@ -38,7 +39,7 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	c, err := build(*storeURL, *data, log)
+	c, err := build(*storeURL, *data, *baseURL, log)
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"regie/fhir"
+	"regie/fhir/search"
 	"regie/profiles"
 	"regie/server"
 	"regie/server/engine"
@@ -80,12 +81,16 @@ type components struct {
 	engine    *engine.Engine
 }
 
-func build(storeURL, dataDir string, log *slog.Logger) (*components, error) {
+func build(storeURL, dataDir, baseURL string, log *slog.Logger) (*components, error) {
 	defs, err := fhir.LoadDefinitions(profiles.R4())
 	if err != nil {
 		return nil, err
 	}
 	val, err := fhir.NewValidator(defs)
+	if err != nil {
+		return nil, err
+	}
+	idx, err := search.NewIndexer(defs, search.IndexerConfig{BaseURL: baseURL + server.FHIRPath})
 	if err != nil {
 		return nil, err
 	}
@@ -97,6 +102,7 @@ func build(storeURL, dataDir string, log *slog.Logger) (*components, error) {
 		Definitions: defs,
 		Validator:   val,
 		Store:       st,
+		Indexer:     idx,
 		Logger:      log.With("component", "engine"),
 	})
 	if err != nil {
@@ -121,7 +127,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if cfg.BaseURL == "" {
 		cfg.BaseURL = "http://" + strings.Replace(cfg.Listen, "127.0.0.1", "localhost", 1)
 	}
-	c, err := build(cfg.Store, cfg.Data, log)
+	c, err := build(cfg.Store, cfg.Data, cfg.BaseURL, log)
 	if err != nil {
 		return err
 	}
