@@ -107,6 +107,21 @@ func TestSearchParameterExpressionsEvaluate(t *testing.T) {
 	}
 	defs := loadDefs(t)
 	exprs, _ := compiledParams(t)
+	// parameters the definitions add beyond the R4 core package
+	for _, rt := range defs.ResourceTypes() {
+		for _, p := range defs.SearchParams(rt) {
+			for _, src := range append([]string{p.Expression}, componentExprs(p)...) {
+				if src == "" || exprs[src] != nil {
+					continue
+				}
+				e, err := fhirpath.Compile(src)
+				if err != nil {
+					t.Fatalf("%s: %q: %v", p.URL, src, err)
+				}
+				exprs[src] = e
+			}
+		}
+	}
 	ctx := context.Background()
 	var evals, nonEmpty int
 	hit := map[string]bool{}
@@ -147,4 +162,12 @@ func TestSearchParameterExpressionsEvaluate(t *testing.T) {
 	if n == 0 || nonEmpty == 0 {
 		t.Error("nothing was evaluated")
 	}
+}
+
+func componentExprs(p *fhir.SearchParam) []string {
+	var out []string
+	for _, c := range p.Component {
+		out = append(out, c.Expression)
+	}
+	return out
 }
