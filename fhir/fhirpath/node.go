@@ -51,7 +51,7 @@ func ParseResource(defs *fhir.Definitions, body []byte) (*Node, error) {
 	if rt == "" {
 		return nil, fmt.Errorf("%w: no resourceType", ErrInput)
 	}
-	p := &jparser{b: body, defs: defs}
+	p := &jparser{b: body, s: string(body), defs: defs}
 	p.ws()
 	n := &Node{defs: defs, typ: rt, ctx: rt, elem: rt, index: -1}
 	if err := p.object(n); err != nil {
@@ -68,7 +68,7 @@ func ParseResource(defs *fhir.Definitions, body []byte) (*Node, error) {
 // name, or "" for untyped data). It is for data that is not a resource, such
 // as a single data type.
 func ParseJSON(defs *fhir.Definitions, typ string, body []byte) (*Node, error) {
-	p := &jparser{b: body, defs: defs}
+	p := &jparser{b: body, s: string(body), defs: defs}
 	p.ws()
 	n, err := p.value(nil, "", typ, typ, typ, -1)
 	if err != nil {
@@ -82,10 +82,25 @@ func ParseJSON(defs *fhir.Definitions, typ string, body []byte) (*Node, error) {
 
 type jparser struct {
 	b     []byte
+	s     string // b as a string, for substrings without allocation
 	i     int
 	depth int
 	defs  *fhir.Definitions
-	slab  []Node
+	slab  []Node  // nodes are allocated in blocks
+	ptrs  []*Node // node slices too
+	fstk  []field // fields of the objects being parsed
+	nstk  []*Node // members of the arrays being parsed
+}
+
+// nodeSlice copies nodes into a block-allocated slice of exact length.
+func (p *jparser) nodeSlice(nodes []*Node) []*Node {
+	if len(nodes) > len(p.ptrs) {
+		p.ptrs = make([]*Node, max(64, len(nodes)))
+	}
+	out := p.ptrs[:len(nodes):len(nodes)]
+	copy(out, nodes)
+	p.ptrs = p.ptrs[len(nodes):]
+	return out
 }
 
 // newNode takes a node from the parser's slab, to allocate nodes in blocks.
@@ -232,7 +247,7 @@ func (p *jparser) value(parent *Node, name, elem, typ, ctx string, index int) (*
 			}
 			break
 		}
-		n.kind, n.text = 'n', string(p.b[p.i:j])
+		n.kind, n.text = 'n', p.s[p.i:j]
 		if _, err := strconv.ParseFloat(n.text, 64); err != nil {
 			if ne, ok := err.(*strconv.NumError); !ok || ne.Err != strconv.ErrRange {
 				return nil, p.errf("invalid number")
@@ -322,7 +337,7 @@ func (p *jparser) str() (string, error) {
 		case '"':
 			p.i = j + 1
 			if !esc {
-				return string(p.b[start+1 : j]), nil
+				return p.s[start+1 : j], nil
 			}
 			var s string
 			if err := json.Unmarshal(p.b[start:j+1], &s); err != nil {
@@ -355,6 +370,7 @@ func (p *jparser) object(n *Node) error {
 	}
 	isRes := n.parent == nil || n.typ == n.ctx && p.isResourceType(n.typ)
 	var under []field // "_name" members
+	fbase := len(p.fstk)
 	for {
 		p.ws()
 		if p.i >= len(p.b) || p.b[p.i] != '"' {
@@ -378,7 +394,7 @@ func (p *jparser) object(n *Node) error {
 			var f field
 			f.name, f.elem = key, key
 			typ, ctx := "", ""
-			target := &n.fields
+			target := &p.fstk
 			if len(key) > 1 && key[0] == '_' {
 				f.name, f.elem = key[1:], key[1:]
 				typ, ctx = "Element", "Element"
@@ -396,6 +412,7 @@ func (p *jparser) object(n *Node) error {
 				p.i++
 				p.ws()
 				idx := 0
+				nbase := len(p.nstk)
 				if p.i < len(p.b) && p.b[p.i] == ']' {
 					p.i++
 				} else {
@@ -405,7 +422,7 @@ func (p *jparser) object(n *Node) error {
 						if err != nil {
 							return err
 						}
-						f.nodes = append(f.nodes, c) // nil for null keeps "_name" aligned
+						p.nstk = append(p.nstk, c) // nil for null keeps "_name" aligned
 						idx++
 						p.ws()
 						if p.i >= len(p.b) {
@@ -421,12 +438,14 @@ func (p *jparser) object(n *Node) error {
 						p.i++
 					}
 				}
+				f.nodes = p.nodeSlice(p.nstk[nbase:])
+				p.nstk = p.nstk[:nbase]
 			} else {
 				c, err := p.value(n, f.name, f.elem, typ, ctx, -1)
 				if err != nil {
 					return err
 				}
-				f.nodes = []*Node{c}
+				f.nodes = p.nodeSlice([]*Node{c})
 			}
 			*target = append(*target, f)
 		}
@@ -444,6 +463,8 @@ func (p *jparser) object(n *Node) error {
 		p.i++
 	}
 	n.raw = p.b[start:p.i]
+	n.fields = append([]field(nil), p.fstk[fbase:]...)
+	p.fstk = p.fstk[:fbase]
 	for _, u := range under {
 		n.mergeUnder(u)
 	}
