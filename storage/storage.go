@@ -95,6 +95,13 @@ type Write struct {
 	// CreateOnly fails the write with ErrExists if the resource exists
 	// (a deleted resource does not count as existing).
 	CreateOnly bool
+	// Chain, when set, appends this write to the store's hash chain (the
+	// audit trail). Inside the transaction, after stamping id and meta, the
+	// store calls Chain with the hash of the previous chained write (nil for
+	// the first) and the stamped body; it stores the sealed body Chain
+	// returns, and hash becomes the head of the chain, in the same
+	// transaction. Chained writes are never updated or deleted.
+	Chain func(prev, stamped []byte) (sealed, hash []byte, err error)
 }
 
 // HistoryQuery selects versions for _history.
