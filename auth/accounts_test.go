@@ -30,7 +30,7 @@ var (
 )
 
 // mailBody decodes the text of a received e-mail.
-func mailBody(t *testing.T, m notifytest.Mail) string {
+func mailBody(t testing.TB, m notifytest.Mail) string {
 	t.Helper()
 	msg, err := mail.ReadMessage(strings.NewReader(m.Data))
 	if err != nil {

@@ -3,6 +3,7 @@ package auth
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
@@ -65,6 +68,16 @@ func (b *Broker) AuthenticateBearer(ctx context.Context, authorization string, _
 	invalid := func(desc string) error {
 		return &BearerError{Code: "invalid_token", Description: desc, realm: b.fhirBase}
 	}
+	// a token whose signature and claims were checked before skips the
+	// signature check; expiry and revocation are checked every time
+	h := sha256.Sum256([]byte(tok))
+	if jti, ok := b.verified.get(h, b.now()); ok {
+		rec, err := b.loadAccessToken(ctx, jti)
+		if err != nil {
+			return nil, invalid("the access token is revoked or expired")
+		}
+		return rec.Grant.principal(), nil
+	}
 	ctx = op.ContextWithIssuer(ctx, b.issuer)
 	v := b.provider.AccessTokenVerifier(ctx)
 	claims, err := op.VerifyAccessToken[*oidc.AccessTokenClaims](ctx, tok, v)
@@ -81,7 +94,55 @@ func (b *Broker) AuthenticateBearer(ctx context.Context, authorization string, _
 	if rec.Grant.Sub != claims.Subject || rec.Grant.ClientID != claims.ClientID {
 		return nil, invalid("the access token does not match its grant")
 	}
+	b.verified.put(h, claims.JWTID, claims.Expiration.AsTime())
 	return rec.Grant.principal(), nil
+}
+
+// verifiedTokens remembers recently verified access tokens (by hash) so that
+// the RSA signature is checked once per token, not once per request. It is
+// bounded; when full, expired entries go first, then arbitrary ones.
+type verifiedTokens struct {
+	mu  sync.Mutex
+	max int
+	m   map[[32]byte]verifiedToken
+}
+
+type verifiedToken struct {
+	jti string
+	exp time.Time
+}
+
+func (v *verifiedTokens) get(h [32]byte, now time.Time) (string, bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	e, ok := v.m[h]
+	if !ok || !now.Before(e.exp) {
+		return "", false
+	}
+	return e.jti, true
+}
+
+func (v *verifiedTokens) put(h [32]byte, jti string, exp time.Time) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.m == nil {
+		v.m = map[[32]byte]verifiedToken{}
+	}
+	if len(v.m) >= v.max {
+		now := time.Now()
+		for k, e := range v.m {
+			if !now.Before(e.exp) {
+				delete(v.m, k)
+			}
+		}
+		for k := range v.m {
+			if len(v.m) < v.max*3/4 {
+				break
+			}
+			delete(v.m, k)
+		}
+	}
+	v.m[h] = verifiedToken{jti: jti, exp: exp}
 }
 
 // launchContextWriter buffers the library's token answer and adds the

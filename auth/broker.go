@@ -40,6 +40,7 @@ type Broker struct {
 
 	passwords *passwordPolicy
 	dummyHash string
+	verified  *verifiedTokens
 }
 
 // New builds a broker from cfg. It does not start goroutines; the context
@@ -64,6 +65,7 @@ func New(ctx context.Context, cfg Config) (*Broker, error) {
 		fhirBase: cfg.BaseURL + "/fhir",
 		secrets:  deriveKeys(secret),
 		clients:  map[string]*client{},
+		verified: &verifiedTokens{max: 50000},
 	}
 	if cfg.Dev {
 		b.cfg.Clients = append(slices.Clone(b.cfg.Clients), devClientConfig())

@@ -72,7 +72,7 @@ func (a *auditLog) find(action, outcome string) []AuditEvent {
 type fixture struct {
 	smtp  *notifytest.SMTPServer
 	gw    *notifytest.Gateway
-	t     *testing.T
+	t     testing.TB
 	b     *Broker
 	srv   *httptest.Server
 	base  string
@@ -90,7 +90,7 @@ const (
 
 // newRecords returns the Records the tests run on: the embedded store, in
 // a fresh directory, on the test clock.
-func newRecords(t *testing.T, now func() time.Time) storage.Records {
+func newRecords(t testing.TB, now func() time.Time) storage.Records {
 	t.Helper()
 	s, err := embedded.Open(t.TempDir(), &embedded.Options{Now: now, PurgeInterval: -1})
 	if err != nil {
@@ -100,7 +100,7 @@ func newRecords(t *testing.T, now func() time.Time) storage.Records {
 	return s
 }
 
-func newFixture(t *testing.T, mutate func(*Config)) *fixture {
+func newFixture(t testing.TB, mutate func(*Config)) *fixture {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -214,7 +214,7 @@ func (f *fixture) postForm(hc *http.Client, u string, form url.Values, basicUser
 	return resp, m
 }
 
-func body(t *testing.T, resp *http.Response) string {
+func body(t testing.TB, resp *http.Response) string {
 	t.Helper()
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)

@@ -31,6 +31,11 @@ type keyRing struct {
 
 	mu    sync.Mutex
 	cache map[string]*rsa.PrivateKey
+	// published is the last key set, valid until publishedUntil (at most a
+	// minute, and never past the end of the period it was built in, so a
+	// key created by another instance is seen before it signs).
+	published      []op.Key
+	publishedUntil time.Time
 }
 
 type storedKey struct {
@@ -129,7 +134,15 @@ func (kr *keyRing) SigningKey(ctx context.Context) (op.SigningKey, error) {
 // KeySet returns every published key: the current one, the next one, and
 // earlier ones whose tokens may still be valid.
 func (kr *keyRing) KeySet(ctx context.Context) ([]op.Key, error) {
-	n := kr.period(kr.now())
+	now := kr.now()
+	kr.mu.Lock()
+	if now.Before(kr.publishedUntil) {
+		ks := kr.published
+		kr.mu.Unlock()
+		return ks, nil
+	}
+	kr.mu.Unlock()
+	n := kr.period(now)
 	if _, _, err := kr.ensure(ctx, n); err != nil {
 		return nil, err
 	}
@@ -158,6 +171,11 @@ func (kr *keyRing) KeySet(ctx context.Context) ([]op.Key, error) {
 		if !live[kid] {
 			delete(kr.cache, kid)
 		}
+	}
+	kr.published = out
+	kr.publishedUntil = now.Add(time.Minute)
+	if end := time.Unix(0, (n+1)*int64(kr.rotation)); end.Before(kr.publishedUntil) {
+		kr.publishedUntil = end
 	}
 	kr.mu.Unlock()
 	return out, nil
