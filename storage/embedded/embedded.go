@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
@@ -65,6 +66,7 @@ type Store struct {
 	now   func() time.Time
 	rdb   *sql.DB // read-only pool
 	wdb   *sql.DB // the writer's single connection
+	cdb   *sql.DB // the checkpointer's connection
 	wconn *sql.Conn
 	rst   *stmts // prepared on rdb
 	wst   *stmts // prepared on wconn
@@ -75,6 +77,7 @@ type Store struct {
 	mu       sync.RWMutex // held (R) while enqueuing; (W) by Close
 	closed   bool
 	stop     chan struct{}  // closed by Close: stops background work
+	wrote    chan struct{}  // signalled after each commit (for the checkpointer)
 	done     chan struct{}  // closed when the writer has exited
 	bg       sync.WaitGroup // background goroutines other than the writer
 	closeErr error
@@ -82,6 +85,20 @@ type Store struct {
 
 	// Writer goroutine state.
 	last int64 // the last vid (lastUpdated, µs) handed out
+
+	batches, requests atomic.Int64 // committed (or failed) batches and their requests
+}
+
+// Stats are counters of the writer.
+type Stats struct {
+	// Batches is the number of group-commit transactions, Requests the
+	// writes, transactions and record changes they carried.
+	Batches, Requests int64
+}
+
+// Stats returns the writer's counters.
+func (s *Store) Stats() Stats {
+	return Stats{Batches: s.batches.Load(), Requests: s.requests.Load()}
 }
 
 // Open opens (creating if needed) the store in directory dir.
@@ -119,6 +136,7 @@ func Open(dir string, opts *Options) (*Store, error) {
 		maxBatch: o.MaxBatch,
 		queue:    make(chan *request, 4*o.MaxBatch),
 		stop:     make(chan struct{}),
+		wrote:    make(chan struct{}, 1),
 		done:     make(chan struct{}),
 	}
 	if err := s.open(o); err != nil {
@@ -126,6 +144,8 @@ func Open(dir string, opts *Options) (*Store, error) {
 		return nil, err
 	}
 	go s.writer()
+	s.bg.Add(1)
+	go s.checkpointer()
 	if o.PurgeInterval > 0 {
 		s.bg.Add(1)
 		go s.purger(o.PurgeInterval)
@@ -133,16 +153,27 @@ func Open(dir string, opts *Options) (*Store, error) {
 	return s, nil
 }
 
-func dsn(path string, cacheKiB int, readOnly bool) string {
+// Connection roles.
+const (
+	roleWriter = iota
+	roleReader
+	roleCheckpointer
+)
+
+func dsn(path string, cacheKiB int, role int) string {
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout(10000)")
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(FULL)")
 	q.Add("_pragma", fmt.Sprintf("cache_size(-%d)", cacheKiB))
 	q.Add("_pragma", "foreign_keys(OFF)")
-	if readOnly {
+	switch role {
+	case roleReader:
 		q.Add("_pragma", "query_only(ON)")
-	} else {
+	case roleWriter:
+		// The checkpointer copies the WAL into the database beside the
+		// writer, so commits do not pay for it.
+		q.Add("_pragma", "wal_autocheckpoint(0)")
 		q.Add("_pragma", "temp_store(MEMORY)")
 	}
 	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
@@ -151,7 +182,7 @@ func dsn(path string, cacheKiB int, readOnly bool) string {
 func (s *Store) open(o Options) error {
 	ctx := context.Background()
 	var err error
-	s.wdb, err = sql.Open("sqlite", dsn(s.path, o.CacheKiB, false))
+	s.wdb, err = sql.Open("sqlite", dsn(s.path, o.CacheKiB, roleWriter))
 	if err != nil {
 		return fmt.Errorf("embedded: open: %w", err)
 	}
@@ -199,7 +230,12 @@ func (s *Store) open(o Options) error {
 		return err
 	}
 
-	s.rdb, err = sql.Open("sqlite", dsn(s.path, o.CacheKiB, true))
+	s.cdb, err = sql.Open("sqlite", dsn(s.path, 2048, roleCheckpointer))
+	if err != nil {
+		return fmt.Errorf("embedded: open: %w", err)
+	}
+	s.cdb.SetMaxOpenConns(1)
+	s.rdb, err = sql.Open("sqlite", dsn(s.path, o.CacheKiB, roleReader))
 	if err != nil {
 		return fmt.Errorf("embedded: open: %w", err)
 	}
@@ -246,6 +282,9 @@ func (s *Store) closeDBs() error {
 	if s.rdb != nil {
 		errs = append(errs, s.rdb.Close())
 	}
+	if s.cdb != nil {
+		errs = append(errs, s.cdb.Close())
+	}
 	if s.wdb != nil {
 		errs = append(errs, s.wdb.Close())
 	}
@@ -253,6 +292,32 @@ func (s *Store) closeDBs() error {
 		return fmt.Errorf("embedded: close: %w", err)
 	}
 	return nil
+}
+
+// checkpointer copies committed WAL frames into the database file in the
+// background (PASSIVE: it never blocks the writer or readers), at most
+// every 50 ms while writes go on. If it falls behind, the WAL grows and is
+// reused once a checkpoint catches up; Close truncates it.
+func (s *Store) checkpointer() {
+	defer s.bg.Done()
+	const every = 50 * time.Millisecond
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-s.wrote:
+		}
+		var busy, log, done int
+		err := s.cdb.QueryRow("PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &log, &done)
+		if err != nil {
+			s.log.Error("embedded: checkpoint", "err", err)
+		}
+		select {
+		case <-s.stop:
+			return
+		case <-time.After(every):
+		}
+	}
 }
 
 // isClosed reports whether Close has begun.

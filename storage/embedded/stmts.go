@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 )
 
 // preparer is a *sql.DB (the read pool) or a *sql.Conn (the writer).
@@ -20,12 +21,15 @@ type stmts struct {
 
 	readCur, readVer, getRec *sql.Stmt
 
-	curKey, insRes, updRes, insVer     *sql.Stmt
-	getEntries, putEntries, delEntries *sql.Stmt
-	insType, insParam, insSystem       *sql.Stmt
-	putRec, delRec                     *sql.Stmt
-	idxInsert, idxDelete               [tabEnd]*sql.Stmt
-	all                                []*sql.Stmt
+	curKey, verByRid, insRes, updRes, insVer *sql.Stmt
+	getEntries, putEntries, delEntries       *sql.Stmt
+	insType, insParam, insSystem             *sql.Stmt
+	putRec, delRec                           *sql.Stmt
+	begin, commit, savepoint, release        *sql.Stmt
+	rollbackTo                               *sql.Stmt
+	idxInsert, idxDelete                     [tabEnd]*sql.Stmt
+	multi                                    [tabEnd][maxMultiRows + 1]*sql.Stmt
+	all                                      []*sql.Stmt
 }
 
 func prepare(ctx context.Context, db preparer) (*stmts, error) {
@@ -47,6 +51,7 @@ func prepare(ctx context.Context, db preparer) (*stmts, error) {
 	p(&st.getRec, `SELECT value, version, expires FROM records WHERE kind = ? AND key = ?`)
 	if _, ok := db.(*sql.Conn); ok {
 		p(&st.curKey, `SELECT rid, version, deleted FROM resources WHERE tid = ? AND id = ?`)
+		p(&st.verByRid, `SELECT version, deleted FROM resources WHERE rid = ?`)
 		p(&st.insRes, `INSERT INTO resources(tid, id, version, vid, deleted) VALUES (?, ?, ?, ?, ?)`)
 		p(&st.updRes, `UPDATE resources SET version = ?, vid = ?, deleted = ? WHERE rid = ?`)
 		p(&st.insVer, `INSERT INTO versions(vid, rid, tid, version, body) VALUES (?, ?, ?, ?, ?)`)
@@ -58,6 +63,11 @@ func prepare(ctx context.Context, db preparer) (*stmts, error) {
 		p(&st.insSystem, `INSERT INTO systems(uri) VALUES (?)`)
 		p(&st.putRec, `INSERT OR REPLACE INTO records(kind, key, value, version, expires) VALUES (?, ?, ?, ?, ?)`)
 		p(&st.delRec, `DELETE FROM records WHERE kind = ? AND key = ?`)
+		p(&st.begin, `BEGIN IMMEDIATE`)
+		p(&st.commit, `COMMIT`)
+		p(&st.savepoint, `SAVEPOINT req`)
+		p(&st.release, `RELEASE req`)
+		p(&st.rollbackTo, `ROLLBACK TO req`)
 		for t := tabString; t < tabEnd; t++ {
 			p(&st.idxInsert[t], tables[t].insert)
 			p(&st.idxDelete[t], tables[t].delete)
@@ -68,6 +78,31 @@ func prepare(ctx context.Context, db preparer) (*stmts, error) {
 		return nil, err
 	}
 	return st, nil
+}
+
+// maxMultiRows is the most rows one multi-row index insert carries.
+const maxMultiRows = 16
+
+// multiInsert returns the statement inserting k rows into index table t,
+// preparing it on first use.
+func (st *stmts) multiInsert(t byte, k int) (*sql.Stmt, error) {
+	if k == 1 {
+		return st.idxInsert[t], nil
+	}
+	if s := st.multi[t][k]; s != nil {
+		return s, nil
+	}
+	q := tables[t].insert
+	at := strings.Index(q, "VALUES ")
+	head, tuple := q[:at+len("VALUES ")], q[at+len("VALUES "):]
+	q = head + strings.TrimSuffix(strings.Repeat(tuple+", ", k), ", ")
+	s, err := st.db.PrepareContext(context.Background(), q)
+	if err != nil {
+		return nil, fmt.Errorf("embedded: prepare multi-row insert: %w", err)
+	}
+	st.multi[t][k] = s
+	st.all = append(st.all, s)
+	return s, nil
 }
 
 func (st *stmts) close() {

@@ -102,7 +102,8 @@ func (s *Store) runBatch(batch []*request) {
 	if len(live) == 0 {
 		return
 	}
-	bg := context.Background()
+	s.batches.Add(1)
+	s.requests.Add(int64(len(live)))
 	finish := func(err error) {
 		for _, r := range live {
 			if err != nil && r.err == nil {
@@ -111,7 +112,7 @@ func (s *Store) runBatch(batch []*request) {
 			close(r.done)
 		}
 	}
-	if _, err := s.wconn.ExecContext(bg, "BEGIN IMMEDIATE"); err != nil {
+	if _, err := s.wst.begin.Exec(); err != nil {
 		finish(fmt.Errorf("embedded: begin: %w", err))
 		return
 	}
@@ -129,14 +130,14 @@ func (s *Store) runBatch(batch []*request) {
 			w.batch.merge(&w.req)
 			break
 		}
-		if _, err := s.wconn.ExecContext(bg, "SAVEPOINT req"); err != nil {
+		if _, err := s.wst.savepoint.Exec(); err != nil {
 			s.rollback()
 			finish(fmt.Errorf("embedded: savepoint: %w", err))
 			return
 		}
 		r.err = w.run(r)
 		if r.err != nil {
-			if _, err := s.wconn.ExecContext(bg, "ROLLBACK TO req"); err != nil {
+			if _, err := s.wst.rollbackTo.Exec(); err != nil {
 				s.rollback()
 				finish(fmt.Errorf("embedded: rollback to savepoint: %w", err))
 				return
@@ -144,19 +145,23 @@ func (s *Store) runBatch(batch []*request) {
 		} else {
 			w.batch.merge(&w.req)
 		}
-		if _, err := s.wconn.ExecContext(bg, "RELEASE req"); err != nil {
+		if _, err := s.wst.release.Exec(); err != nil {
 			s.rollback()
 			finish(fmt.Errorf("embedded: release savepoint: %w", err))
 			return
 		}
 	}
-	if _, err := s.wconn.ExecContext(bg, "COMMIT"); err != nil {
+	if _, err := s.wst.commit.Exec(); err != nil {
 		s.rollback()
 		finish(fmt.Errorf("embedded: commit: %w", err))
 		return
 	}
 	s.dict.commit(&w.batch)
 	finish(nil)
+	select {
+	case s.wrote <- struct{}{}:
+	default:
+	}
 }
 
 func (s *Store) rollback() {
@@ -384,23 +389,51 @@ func (w *wtx) replaceRows(rid int64, existed bool, newRows []row) error {
 			return err
 		}
 	}
-	// Both lists are sorted: walk them together.
+	// Both lists are sorted: walk them together. Deletes run one by one
+	// (updates change few rows); inserts are gathered per table and run as
+	// multi-row statements.
+	var ins [tabEnd][]any
+	var nins [tabEnd]int
 	i, j := 0, 0
 	for i < len(oldEncs) || j < len(newEncs) {
 		switch {
 		case j == len(newEncs) || (i < len(oldEncs) && oldEncs[i] < newEncs[j]):
-			if err := w.execRow(false, oldEncs[i], rid); err != nil {
+			r, _, err := decodeRow([]byte(oldEncs[i]))
+			if err != nil {
+				return err
+			}
+			if _, err := w.st.idxDelete[r.tab].Exec(deleteArgs(&r, rid)...); err != nil {
 				return err
 			}
 			i++
 		case i == len(oldEncs) || newEncs[j] < oldEncs[i]:
-			if err := w.execRow(true, newEncs[j], rid); err != nil {
+			r, _, err := decodeRow([]byte(newEncs[j]))
+			if err != nil {
 				return err
 			}
+			ins[r.tab] = append(ins[r.tab], tables[r.tab].args(&r, rid)...)
+			nins[r.tab]++
 			j++
 		default:
 			i++
 			j++
+		}
+	}
+	for t := range ins {
+		if nins[t] == 0 {
+			continue
+		}
+		width := len(ins[t]) / nins[t]
+		for args := ins[t]; len(args) > 0; {
+			k := min(len(args)/width, maxMultiRows)
+			st, err := w.st.multiInsert(byte(t), k)
+			if err != nil {
+				return err
+			}
+			if _, err := st.Exec(args[:k*width]...); err != nil {
+				return err
+			}
+			args = args[k*width:]
 		}
 	}
 	var err error
@@ -409,19 +442,6 @@ func (w *wtx) replaceRows(rid int64, existed bool, newRows []row) error {
 		_, err = w.st.putEntries.Exec(rid, blob)
 	case len(oldEncs) > 0:
 		_, err = w.st.delEntries.Exec(rid)
-	}
-	return err
-}
-
-func (w *wtx) execRow(insert bool, enc string, rid int64) error {
-	r, _, err := decodeRow([]byte(enc))
-	if err != nil {
-		return err
-	}
-	if insert {
-		_, err = w.st.idxInsert[r.tab].Exec(tables[r.tab].args(&r, rid)...)
-	} else {
-		_, err = w.st.idxDelete[r.tab].Exec(deleteArgs(&r, rid)...)
 	}
 	return err
 }
