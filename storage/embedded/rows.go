@@ -20,6 +20,7 @@ const (
 	tabNumber
 	tabQuantity
 	tabURI
+	tabOfType
 	tabEnd
 )
 
@@ -86,6 +87,12 @@ var tables = [tabEnd]table{
 		delete: `DELETE FROM idx_uri WHERE pid = ? AND uri = ? AND rid = ? AND grp = ?`,
 		args:   func(r *row, rid int64) []any { return []any{r.pid, r.s[0], rid, r.grp} },
 	},
+	tabOfType: {
+		name: "idx_oftype", layout: "sis",
+		insert: `INSERT OR IGNORE INTO idx_oftype(pid, tcode, tsid, code, rid, grp) VALUES (?, ?, ?, ?, ?, ?)`,
+		delete: `DELETE FROM idx_oftype WHERE pid = ? AND tcode = ? AND tsid = ? AND code = ? AND rid = ? AND grp = ?`,
+		args:   func(r *row, rid int64) []any { return []any{r.pid, r.s[0], r.i[0], r.s[1], rid, r.grp} },
+	},
 }
 
 // deleteArgs are the arguments of table.delete: insert's, minus the
@@ -139,6 +146,17 @@ func rowsOf(in interner, tid int64, entries []search.Entry) ([]row, error) {
 				}
 				rows = append(rows, row{tab: tabText, pid: pid, grp: r.grp, s: [3]string{e.Text}})
 			}
+			if e.TypeCode != "" {
+				pid, err := in.paramID(tid, e.Param)
+				if err != nil {
+					return nil, err
+				}
+				tsid, err := in.systemID(e.TypeSystem)
+				if err != nil {
+					return nil, err
+				}
+				rows = append(rows, row{tab: tabOfType, pid: pid, grp: r.grp, s: [3]string{e.TypeCode, e.Code}, i: [2]int64{tsid}})
+			}
 			if e.Code == "" && e.System == "" {
 				continue
 			}
@@ -149,7 +167,16 @@ func rowsOf(in interner, tid int64, entries []search.Entry) ([]row, error) {
 			r.tab, r.s[0], r.i[0] = tabToken, e.Code, sid
 		case fhir.ParamReference:
 			if e.RefID == "" && e.URL == "" {
-				continue
+				if e.Code == "" {
+					continue
+				}
+				// The reference's identifier, for :identifier.
+				sid, err := in.systemID(e.System)
+				if err != nil {
+					return nil, err
+				}
+				r.tab, r.s[0], r.i[0] = tabToken, e.Code, sid
+				break
 			}
 			var rtid int64
 			if e.RefType != "" {
@@ -163,8 +190,14 @@ func rowsOf(in interner, tid int64, entries []search.Entry) ([]row, error) {
 		case fhir.ParamDate:
 			r.tab, r.i = tabDate, [2]int64{e.Lo, e.Hi}
 		case fhir.ParamNumber:
+			if math.IsNaN(e.LoF) || math.IsNaN(e.HiF) || math.IsNaN(e.Num) {
+				continue
+			}
 			r.tab, r.f = tabNumber, [6]float64{e.LoF, e.HiF, e.Num}
 		case fhir.ParamQuantity:
+			if math.IsNaN(e.LoF) || math.IsNaN(e.HiF) || math.IsNaN(e.Num) || math.IsNaN(e.Canon) || math.IsNaN(e.CanonLo) || math.IsNaN(e.CanonHi) {
+				continue
+			}
 			sid, err := in.systemID(e.UnitSystem)
 			if err != nil {
 				return nil, err

@@ -135,6 +135,15 @@ CREATE TABLE IF NOT EXISTS idx_quantity (
 	canon REAL NOT NULL,
 	PRIMARY KEY (pid, code, lo, hi, rid, grp, sid, num)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS idx_oftype (
+	pid   INTEGER NOT NULL,
+	tcode TEXT NOT NULL,
+	tsid  INTEGER NOT NULL,
+	code  TEXT NOT NULL,
+	rid   INTEGER NOT NULL,
+	grp   INTEGER NOT NULL,
+	PRIMARY KEY (pid, tcode, tsid, code, rid, grp)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS idx_uri (
 	pid INTEGER NOT NULL,
 	uri TEXT NOT NULL,
