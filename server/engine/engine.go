@@ -37,6 +37,8 @@ type Config struct {
 	Logger  *slog.Logger
 	// NewID returns a fresh logical id for a create; nil uses random UUIDs.
 	NewID func() string
+	// Parser parses search requests; nil builds one without a base URL.
+	Parser *search.Parser
 }
 
 // Validate reports a missing part of the configuration.
@@ -54,12 +56,13 @@ func (c *Config) Validate() error {
 
 // Engine runs FHIR interactions. It is safe for concurrent use.
 type Engine struct {
-	defs  *fhir.Definitions
-	val   *fhir.Validator
-	store storage.Store
-	idx   Indexer
-	log   *slog.Logger
-	newID func() string
+	defs   *fhir.Definitions
+	val    *fhir.Validator
+	store  storage.Store
+	idx    Indexer
+	log    *slog.Logger
+	newID  func() string
+	parser *search.Parser
 }
 
 // New returns an Engine.
@@ -67,7 +70,10 @@ func New(cfg Config) (*Engine, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	e := &Engine{defs: cfg.Definitions, val: cfg.Validator, store: cfg.Store, idx: cfg.Indexer, log: cfg.Logger, newID: cfg.NewID}
+	e := &Engine{defs: cfg.Definitions, val: cfg.Validator, store: cfg.Store, idx: cfg.Indexer, log: cfg.Logger, newID: cfg.NewID, parser: cfg.Parser}
+	if e.parser == nil {
+		e.parser = search.NewParser(cfg.Definitions, search.Config{})
+	}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
