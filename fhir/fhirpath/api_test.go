@@ -81,6 +81,13 @@ func TestPathsAndTypes(t *testing.T) {
 		{"@2020-01 + 1 month", "Date", "2020-02"},
 		{"@2020-01-31 + 1 month", "Date", "2020-02-29"},
 		{"Observation.note.text.first() & '!'", "String", "n1!"},
+		{"2.power(3)", "Integer", "8"},
+		{"2.5.power(2)", "Decimal", "6.25"},
+		{"2.power(-1)", "Decimal", "0.5"},
+		{"(-1).power(0.5)", "", ""},
+		{"10.power(30)", "", ""},
+		{"4.power(0.5)", "Decimal", "2"},
+		{"0.power(-1)", "", ""},
 		// duplicates removal on collections large enough to be hashed
 		{"'1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,1,2'.split(',').distinct().count()", "Integer", "40"},
 		{"'1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40'.split(',').select($this.toInteger()).union(1.0 | 2.50 | 41).count()", "Integer", "42"},

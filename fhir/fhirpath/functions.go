@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"html"
 	"math"
+	"math/big"
 	"regexp"
 	"sort"
 	"strconv"
@@ -1156,7 +1157,7 @@ func mathFn(op string) fnImpl {
 		}
 		_, isInt := v.(Integer)
 		var arg Decimal
-		hasArg := false
+		hasArg, argIsInt := false, false
 		if len(c.args) == 1 {
 			a, err := c.arg(ec, 0, fr)
 			if err != nil {
@@ -1172,6 +1173,7 @@ func mathFn(op string) fnImpl {
 			if len(a) > 1 {
 				return nil, evalErr("%s(): argument has %d items", op, len(a))
 			}
+			_, argIsInt = sys(a[0]).(Integer)
 			if arg, ok = toDecimal(sys(a[0])); !ok {
 				return nil, evalErr("%s(): argument is not a number", op)
 			}
@@ -1233,22 +1235,54 @@ func mathFn(op string) fnImpl {
 			}
 			return fromFloat(math.Sqrt(d.Float64()))
 		case "power":
-			if isInt && arg.IsInteger() && arg.Sign() >= 0 {
-				if _, argInt := toInteger(Collection{arg}); argInt || true {
-					r := math.Pow(d.Float64(), arg.Float64())
-					if math.Abs(r) < 1<<62 {
-						return Collection{Integer(int64(r))}, nil
-					}
-				}
-			}
-			r := math.Pow(d.Float64(), arg.Float64())
-			if math.IsNaN(r) {
-				return nil, nil
-			}
-			return fromFloat(r)
+			return power(v, d, arg, argIsInt)
 		}
 		return nil, evalErr("unknown math function %s", op)
 	}
+}
+
+// power raises base (v, also as decimal d) to exp: exactly for integer
+// exponents up to 64, through float64 otherwise. An Integer result that
+// does not fit, a zero base with a negative exponent and non-real results
+// are empty.
+func power(v Value, d, exp Decimal, expIsInt bool) (Collection, error) {
+	if expIsInt {
+		e, _ := exp.Int64()
+		if e >= -64 && e <= 64 {
+			if _, isInt := v.(Integer); isInt && e >= 0 {
+				r := new(big.Int).Exp(d.unscaled(), big.NewInt(e), nil)
+				if !r.IsInt64() {
+					return nil, nil
+				}
+				return Collection{Integer(r.Int64())}, nil
+			}
+			r := DecimalFromInt(1)
+			for i := int64(0); i < abs64(e); i++ {
+				r = r.Mul(d)
+			}
+			if e < 0 {
+				q, ok := DecimalFromInt(1).Quo(r)
+				if !ok {
+					return nil, nil
+				}
+				r = q
+			}
+			return Collection{r}, nil
+		}
+	}
+	f := math.Pow(d.Float64(), exp.Float64())
+	r, ok := DecimalFromFloat(f)
+	if !ok {
+		return nil, nil
+	}
+	return Collection{r}, nil
+}
+
+func abs64(i int64) int64 {
+	if i < 0 {
+		return -i
+	}
+	return i
 }
 
 // tree navigation
