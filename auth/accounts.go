@@ -256,11 +256,11 @@ func (b *Broker) localLogin(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		_ = b.audit(ctx, e, r)
-		b.showChoice(w, r, arID, "bad_login")
+		b.showChoiceFor(w, r, arID, r.PostFormValue("return"), "bad_login")
 		return
 	}
 	// the password is right; the second factor decides
-	b.startFlow(w, r, &flow{Account: a.ID, Purpose: "login", AuthRequestID: arID, Return: "/"})
+	b.startFlow(w, r, &flow{Account: a.ID, Purpose: "login", AuthRequestID: arID, Return: safeReturn(r.PostFormValue("return"))})
 }
 
 // recordFailure counts a failed password or code; at the limit the

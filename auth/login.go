@@ -55,7 +55,7 @@ func (b *Broker) checkCSRF(r *http.Request) bool {
 	return false
 }
 
-type providerChoice struct{ ID, DisplayName string }
+type providerChoice struct{ ID, DisplayName, Href string }
 
 // loginStart is where the OP sends the browser with an authorization
 // request: an existing session that suffices completes it, otherwise the
@@ -63,6 +63,16 @@ type providerChoice struct{ ID, DisplayName string }
 func (b *Broker) loginStart(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	id := r.URL.Query().Get("authRequestID")
+	if id == "" {
+		// a portal login without an OAuth client: back to return afterwards
+		ret := safeReturn(r.URL.Query().Get("return"))
+		if _, _, err := b.sessionFromRequest(ctx, r); err == nil {
+			http.Redirect(w, r, ret, http.StatusSeeOther)
+			return
+		}
+		b.showChoiceFor(w, r, "", ret, "")
+		return
+	}
 	var ar authRequest
 	if _, err := getJSON(ctx, b.recs, kindAuthReq, id, &ar); err != nil || ar.Done {
 		b.ui.errorPage(w, r, http.StatusBadRequest, "expired")
@@ -83,6 +93,18 @@ func (b *Broker) loginStart(w http.ResponseWriter, r *http.Request) {
 }
 
 func (b *Broker) showChoice(w http.ResponseWriter, r *http.Request, authReqID, errKey string) {
+	b.showChoiceFor(w, r, authReqID, "", errKey)
+}
+
+// showChoiceFor renders the login page for an authorization request, or
+// for a portal login that returns to ret.
+func (b *Broker) showChoiceFor(w http.ResponseWriter, r *http.Request, authReqID, ret, errKey string) {
+	q := url.Values{}
+	if authReqID != "" {
+		q.Set("authRequestID", authReqID)
+	} else {
+		q.Set("return", safeReturn(ret))
+	}
 	var ps []providerChoice
 	for _, p := range b.cfg.Providers {
 		ps = append(ps, providerChoice{ID: p.ID, DisplayName: p.DisplayName})
@@ -90,11 +112,14 @@ func (b *Broker) showChoice(w http.ResponseWriter, r *http.Request, authReqID, e
 	if b.dev != nil {
 		ps = append(ps, b.dev.providerChoices()...)
 	}
+	for i := range ps {
+		ps[i].Href = "/login/provider/" + url.PathEscape(ps[i].ID) + "?" + q.Encode()
+	}
 	status := http.StatusOK
 	if errKey != "" {
 		status = http.StatusUnauthorized
 	}
-	b.ui.render(w, r, "choose", "choose_title", map[string]any{"Providers": ps, "AuthRequestID": authReqID},
+	b.ui.render(w, r, "choose", "choose_title", map[string]any{"Providers": ps, "AuthRequestID": authReqID, "Return": q.Get("return")},
 		renderOpts{csrf: b.formCSRF(w, r), errKey: errKey, status: status})
 }
 
