@@ -685,3 +685,37 @@ func TestStepUpWithSecondFactor(t *testing.T) {
 		t.Errorf("%d failed step-ups audited", n)
 	}
 }
+
+func TestPortalLoginWithoutClient(t *testing.T) {
+	f, _ := newDevFixture(t, nil)
+	hc := f.browser()
+	st, b, _ := f.page(hc, f.base+"/login/?return=/portaal/dossier")
+	if st != http.StatusOK || !strings.Contains(b, "/login/provider/"+DevDigiDProvider+"?return=%2Fportaal%2Fdossier") || !strings.Contains(b, `name="return" value="/portaal/dossier"`) {
+		t.Fatalf("choice page: %d", st)
+	}
+	if !strings.Contains(b, "ONTWIKKELOMGEVING") {
+		t.Error("no dev banner")
+	}
+	page := f.get(hc, f.base+"/login/provider/"+DevDigiDProvider+"?return=/portaal/dossier")
+	resp := f.simLogin(hc, page, 0, ACRMidden)
+	resp.Body.Close()
+	if resp.Request.URL.Path != "/portaal/dossier" {
+		t.Errorf("after login at %s", resp.Request.URL)
+	}
+	p, err := f.b.AuthenticateSession(context.Background(), f.sessionCookie(hc), RequestMeta{})
+	if err != nil || p.Subject != "Patient/anna" || p.ClientID != "portal" || p.Patient != "Patient/anna" {
+		t.Errorf("portal principal %+v %v", p, err)
+	}
+	// an open redirect through return is refused
+	st, b, _ = f.page(f.browser(), f.base+"/login/?return=//evil.example/")
+	if st != http.StatusOK || strings.Contains(b, "evil") {
+		t.Errorf("return=//evil.example kept: %d", st)
+	}
+	// English for browsers that prefer it
+	req, _ := http.NewRequest("GET", f.base+"/login/?return=/", nil)
+	req.Header.Set("Accept-Language", "en-GB,en;q=0.9")
+	r2, _ := f.browser().Do(req)
+	if eb := body(t, r2); !strings.Contains(eb, "Log in to Regie") || !strings.Contains(eb, `lang="en"`) {
+		t.Error("no English page")
+	}
+}
