@@ -82,6 +82,9 @@ func TestPathsAndTypes(t *testing.T) {
 		{"@2020-01-31 + 1 month", "Date", "2020-02-29"},
 		{"Observation.note.text.first() & '!'", "String", "n1!"},
 		{"2.power(3)", "Integer", "8"},
+		{"9223372036854775806 + 1", "Integer", "9223372036854775807"},
+		{"-9223372036854775807 - 1", "Integer", "-9223372036854775808"},
+		{"3037000499 * 3037000499", "Integer", "9223372030926249001"},
 		{"2.5.power(2)", "Decimal", "6.25"},
 		{"2.power(-1)", "Decimal", "0.5"},
 		{"(-1).power(0.5)", "", ""},
@@ -207,6 +210,14 @@ func TestBundleResolve(t *testing.T) {
 	got, err := fhirpath.MustCompile("Bundle.entry.resource.ofType(Observation).subject.resolve().gender").Evaluate(context.Background(), root, nil)
 	if err != nil || len(got) != 1 || fhirpath.Format(got[0]) != "male" {
 		t.Fatalf("got %v, %v", got, err)
+	}
+}
+
+func TestIntegerOverflow(t *testing.T) {
+	for _, src := range []string{"9223372036854775807 + 1", "-9223372036854775807 - 2", "3037000500 * 3037000500", "(-9223372036854775807 - 1) * -1"} {
+		if _, err := fhirpath.MustCompile(src).Evaluate(context.Background(), nil, nil); !errors.Is(err, fhirpath.ErrEval) {
+			t.Errorf("%s: err = %v, want ErrEval", src, err)
+		}
 	}
 }
 

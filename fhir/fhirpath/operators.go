@@ -2,6 +2,7 @@ package fhirpath
 
 import (
 	"bytes"
+	"math"
 	"strings"
 	"unicode"
 )
@@ -648,11 +649,23 @@ func arith(op string, l, r Collection) (Collection, error) {
 		if y, ok := b.(Integer); ok {
 			switch op {
 			case "+":
-				return Collection{x + y}, nil
+				if r := x + y; (r > x) == (y > 0) {
+					return Collection{r}, nil
+				}
+				return nil, evalErr("integer overflow")
 			case "-":
-				return Collection{x - y}, nil
+				if r := x - y; (r < x) == (y > 0) {
+					return Collection{r}, nil
+				}
+				return nil, evalErr("integer overflow")
 			case "*":
-				return Collection{x * y}, nil
+				if x == 0 || y == 0 {
+					return Collection{Integer(0)}, nil
+				}
+				if r := x * y; r/y == x && !(x == -1 && y == math.MinInt64) && !(y == -1 && x == math.MinInt64) {
+					return Collection{r}, nil
+				}
+				return nil, evalErr("integer overflow")
 			case "div":
 				if y == 0 {
 					return nil, nil
