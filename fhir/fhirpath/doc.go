@@ -31,14 +31,19 @@
 // DateTime with its precision, Decimal, ...). Primitives carry the id and
 // extensions of their "_name" sibling. Computed results are System values:
 // Boolean, String, Integer, Decimal (exact, with its precision), Date,
-// DateTime, Time, Quantity and TypeInfo.
+// DateTime, Time, Quantity and TypeInfo. Quantity.Canonical converts a
+// quantity to UCUM base units for comparable index values.
+//
+// The tree shares memory with the body given to ParseResource (Raw returns
+// slices of it), so the body must not be modified while the tree is in use.
 //
 // # Types
 //
 // Member navigation follows the model: a choice element is reached by its
 // short name (Observation.value); its JSON name (Observation.valueQuantity)
-// gives an empty result, as the specification requires. A path may start with the context's type name
-// (Patient.name), or a base type of it (Resource.id, DomainResource.text);
+// gives an empty result, as the specification requires. A path may start
+// with the context's type name (Patient.name), or a base type of it
+// (Resource.id, DomainResource.text);
 // a type name that does not match gives an empty result, so that search
 // expressions with several bases (AllergyIntolerance.patient |
 // CarePlan.subject) work on every one of them. is tests a type or a subtype
@@ -46,7 +51,9 @@
 // require the exact type, on complex and resource types they accept
 // subtypes. The operator form "x as T" filters each item; the function
 // form x.as(T) requires at most one item, as the specification says.
-// Unqualified type names are looked up in FHIR first, then System.
+// An unqualified type name means a System type when the item is a System
+// value (1 is Integer) and a FHIR type when it is a node (Patient.active is
+// boolean); FHIR.x and System.x qualify it explicitly.
 //
 // # Environment
 //
