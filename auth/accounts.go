@@ -892,6 +892,7 @@ func (b *Broker) resetSubmit(w http.ResponseWriter, r *http.Request) {
 	for _, k := range keys {
 		_ = b.recs.DeleteRecord(ctx, kindSession, k, storage.AnyVersion)
 	}
+	b.revokeSessionGrants(ctx, acct+".")
 	_ = b.audit(ctx, AuditEvent{Action: "password-reset", Outcome: "success", Account: acct, Subject: a.Subject, Provider: "local"}, r)
 	t := text(r)
 	b.form(w, r, "reset_title", formData{Intro: t["reset_done"], Link: "/login/logged-out", LinkText: t["continue"]}, http.StatusOK, "")

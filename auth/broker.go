@@ -174,6 +174,8 @@ func (b *Broker) routes() {
 	m.Handle("/oauth/authorize/callback", http.HandlerFunc(b.authorizeCallback))
 	m.Handle("/oauth/token", http.HandlerFunc(b.token))
 	m.Handle("/oauth/end_session", withReq(opH))
+	m.Handle("/oauth/introspect", b.limitAPI("introspect", 1200, opH))
+	m.Handle("/oauth/revoke", b.limitAPI("revoke", 300, opH))
 	m.Handle("/oauth/", opH)
 	b.loginRoutes(m)
 	if b.dev != nil {
@@ -218,6 +220,9 @@ func (b *Broker) authorizeCallback(w http.ResponseWriter, r *http.Request) {
 func (b *Broker) token(w http.ResponseWriter, r *http.Request) {
 	if err := r.ParseForm(); err != nil {
 		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "cannot parse form")
+		return
+	}
+	if !b.allowAPI(w, r, "token", 300) {
 		return
 	}
 	if r.PostForm.Get("grant_type") == string(oidc.GrantTypeClientCredentials) && r.PostForm.Get("client_assertion_type") != "" {
@@ -360,3 +365,24 @@ func clientIP(r *http.Request) string {
 }
 
 var errNoSession = errors.New("auth: no session")
+
+// allowAPI limits requests per IP to an OAuth endpoint (client secrets and
+// codes must not be guessable by volume); over the limit it answers 429 in
+// OAuth's JSON error format.
+func (b *Broker) allowAPI(w http.ResponseWriter, r *http.Request, step string, perMinute int) bool {
+	ok, err := b.hit(r.Context(), "ip."+step+"."+clientIP(r), perMinute, time.Minute)
+	if err != nil || !ok {
+		w.Header().Set("Retry-After", "60")
+		writeOAuthError(w, http.StatusTooManyRequests, "slow_down", "too many requests")
+		return false
+	}
+	return true
+}
+
+func (b *Broker) limitAPI(step string, perMinute int, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if b.allowAPI(w, r, step, perMinute) {
+			h.ServeHTTP(w, r)
+		}
+	})
+}

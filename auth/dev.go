@@ -127,7 +127,7 @@ var defaultDevStaff = []DevStaff{
 }
 
 func (d *devMode) routes(m *http.ServeMux) {
-	m.HandleFunc("POST /dev/token", d.token)
+	m.Handle("POST /dev/token", d.b.limitAPI("devtoken", 600, http.HandlerFunc(d.token)))
 	m.HandleFunc("GET /dev/outbox", d.outboxPage)
 	for _, s := range d.sims {
 		m.Handle(s.prefix+"/", s.handler)

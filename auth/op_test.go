@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -590,5 +591,40 @@ func TestEndSession(t *testing.T) {
 	resp.Body.Close()
 	if strings.Contains(resp.Header.Get("Location"), "evil") {
 		t.Error("redirected to an unregistered post-logout URI")
+	}
+}
+
+func TestLogoutRevokesTokens(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	hc := f.browser()
+	f.loginAs(hc, citizen())
+	tok := f.codeLogin(hc, defaultParams())
+	other := f.browser()
+	f.loginAs(other, &session{Kind: KindClient, Subject: "Patient/p9", Account: "acct-x", Level: LevelMidden})
+	tokOther := f.codeLogin(other, defaultParams())
+	// log out in the browser: the app's tokens from that session die, others live
+	resp, _ := f.submit(hc, f.base+"/login/logout", url.Values{"csrf": {f.b.CSRFToken(f.sessionCookie(hc))}})
+	resp.Body.Close()
+	if _, err := f.b.AuthenticateBearer(ctx, "Bearer "+tok["access_token"].(string), RequestMeta{}); err == nil {
+		t.Error("access token survived logout")
+	}
+	if r, _ := f.postForm(hc, f.base+"/oauth/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok["refresh_token"].(string)}}, "app", appSecret); r.StatusCode == http.StatusOK {
+		t.Error("refresh token survived logout")
+	}
+	if _, err := f.b.AuthenticateBearer(ctx, "Bearer "+tokOther["access_token"].(string), RequestMeta{}); err != nil {
+		t.Errorf("another person's token died: %v", err)
+	}
+}
+
+func TestTokenEndpointRateLimit(t *testing.T) {
+	f := newFixture(t, nil)
+	var last int
+	for i := 0; i < 305; i++ {
+		resp, _ := f.postForm(http.DefaultClient, f.base+"/oauth/token", url.Values{"grant_type": {"client_credentials"}}, "app", "wrong-"+fmt.Sprint(i))
+		last = resp.StatusCode
+	}
+	if last != http.StatusTooManyRequests {
+		t.Errorf("301st guess of a client secret: %d", last)
 	}
 }

@@ -139,6 +139,14 @@ func (s opStore) SaveAuthCode(ctx context.Context, id, code string) error {
 	if _, err := putJSON(ctx, s.b.recs, kindCode, h, id, s.b.now().Add(codeTTL), 0); err != nil {
 		return fmt.Errorf("auth: save code: %w", err)
 	}
+	// remember the grant under its session, so that logout revokes it
+	g := ar.Grant
+	if g.SessionID != "" && g.Account != "" {
+		key := g.Account + "." + g.SessionID + "." + g.Family
+		if _, err := putJSON(ctx, s.b.recs, kindSessFamily, key, "", s.b.now().Add(s.b.familyLifetime()), storage.AnyVersion); err != nil {
+			return fmt.Errorf("auth: save code: %w", err)
+		}
+	}
 	return nil
 }
 

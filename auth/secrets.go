@@ -43,6 +43,7 @@ const (
 	kindEmailIndex = "auth.emailidx"   // e-mail hash -> account
 	kindStepUp     = "auth.stepup"     // step-up flows in flight
 	kindDevOutbox  = "auth.dev.outbox" // dev outbox messages
+	kindSessFamily = "auth.sessfam"    // account.session.family: grants of a session
 )
 
 // keys holds the subkeys derived from the master secret.

@@ -136,9 +136,25 @@ func (b *Broker) clearSessionCookie(w http.ResponseWriter) {
 	})
 }
 
-// endSession deletes s and audits the logout.
+// revokeSessionGrants revokes every grant (refresh and access tokens) made
+// from the sessions whose key starts with prefix ("account." for all of an
+// account's sessions, "account.session." for one).
+func (b *Broker) revokeSessionGrants(ctx context.Context, prefix string) {
+	var keys []string
+	_ = b.recs.ListRecords(ctx, kindSessFamily, prefix, func(r *storage.Record) error {
+		keys = append(keys, r.Key)
+		return nil
+	})
+	for _, k := range keys {
+		b.revokeFamily(ctx, k[strings.LastIndexByte(k, '.')+1:], "logout")
+		_ = b.recs.DeleteRecord(ctx, kindSessFamily, k, storage.AnyVersion)
+	}
+}
+
+// endSession deletes s, revokes the tokens issued from it and audits the logout.
 func (b *Broker) endSession(ctx context.Context, s *session, r *http.Request, clientID string) {
 	_ = b.recs.DeleteRecord(ctx, kindSession, s.key(), storage.AnyVersion)
+	b.revokeSessionGrants(ctx, s.key()+".")
 	_ = b.audit(ctx, AuditEvent{Action: "logout", Outcome: "success", Subject: s.Subject, ActingFor: s.ActingFor,
 		Account: s.Account, Provider: s.Provider, ClientID: clientID, SessionID: s.ID, Level: s.Level}, r)
 }
@@ -238,6 +254,7 @@ func (b *Broker) LogoutElsewhere(ctx context.Context, cookie string, meta Reques
 	})
 	for _, k := range keys {
 		_ = b.recs.DeleteRecord(ctx, kindSession, k, storage.AnyVersion)
+		b.revokeSessionGrants(ctx, k+".")
 	}
 	_ = b.audit(ctx, AuditEvent{Action: "logout", Outcome: "success", Reason: "logout-elsewhere", Subject: cur.Subject,
 		Account: cur.Account, SessionID: cur.ID, IP: meta.IP, UserAgent: meta.UserAgent}, nil)
