@@ -17,6 +17,8 @@ import (
 
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
+
+	"regie/storage"
 )
 
 // BearerError is returned (wrapping ErrUnauthenticated) when a bearer token
@@ -74,6 +76,9 @@ func (b *Broker) AuthenticateBearer(ctx context.Context, authorization string, _
 	if jti, ok := b.verified.get(h, b.now()); ok {
 		rec, err := b.loadAccessToken(ctx, jti)
 		if err != nil {
+			if !errors.Is(err, storage.ErrNotFound) {
+				return nil, fmt.Errorf("auth: bearer: %w", err)
+			}
 			return nil, invalid("the access token is revoked or expired")
 		}
 		return rec.Grant.principal(), nil
@@ -89,6 +94,9 @@ func (b *Broker) AuthenticateBearer(ctx context.Context, authorization string, _
 	}
 	rec, err := b.loadAccessToken(ctx, claims.JWTID)
 	if err != nil {
+		if !errors.Is(err, storage.ErrNotFound) {
+			return nil, fmt.Errorf("auth: bearer: %w", err)
+		}
 		return nil, invalid("the access token is revoked or expired")
 	}
 	if rec.Grant.Sub != claims.Subject || rec.Grant.ClientID != claims.ClientID {

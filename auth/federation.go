@@ -325,8 +325,8 @@ func (f *federation) finishStepUp(w http.ResponseWriter, r *http.Request, st *lo
 	}
 	cur.Level = max(cur.Level, fresh.Level)
 	cur.AuthTime = b.now()
-	if fresh.Level >= LevelSubstantieel {
-		// DigiD Substantieel and Hoog include a possession factor
+	if up := f.get(st.Provider); up != nil && up.cfg.Kind == "digid" && fresh.Level >= LevelMidden {
+		// DigiD from Midden up is two-factor (SMS, app or ID card)
 		cur.SecondFactorTime = b.now()
 	}
 	cur.LastSeen = b.now()
@@ -415,6 +415,10 @@ func (f *federation) citizen(ctx context.Context, up *upstream, sub string, clai
 	}
 	noMatch := &loginFailure{reason: "no-match", page: "nomatch", status: http.StatusForbidden}
 	s := &session{Provider: up.cfg.ID, Level: level, AMR: []string{"fed"}, BSN: seal(b.secrets.enc, []byte(bsn), "bsn")}
+	if level >= LevelMidden {
+		// DigiD from Midden up is itself two-factor
+		s.SecondFactorTime = b.now()
+	}
 	find := func(typ, value string) ([]string, *loginFailure) {
 		refs, err := b.cfg.Directory.FindByIdentifier(ctx, typ, BSNSystem, value)
 		if err != nil {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"regie/storage"
 )
@@ -200,6 +201,15 @@ func TestFederationMachtigen(t *testing.T) {
 	}
 	if pr.Kind != KindRelated || pr.Subject != "RelatedPerson/moeder" || pr.ActingFor != "Patient/sam" || pr.Patient != "Patient/sam" || pr.Level != LevelMidden {
 		t.Errorf("principal %+v", pr)
+	}
+	// DigiD Midden is two-factor: a fresh second factor for five minutes
+	need := Requirement{Level: LevelMidden, SecondFactorWithin: 5 * time.Minute}
+	if err := f.b.StepUp(pr, need, "/x"); err != nil {
+		t.Errorf("fresh DigiD Midden login: %v", err)
+	}
+	f.clock.Advance(6 * time.Minute)
+	if err := f.b.StepUp(pr, need, "/x"); err == nil {
+		t.Error("second factor of six minutes ago accepted")
 	}
 }
 
