@@ -313,6 +313,7 @@ func TestCapabilityStatement(t *testing.T) {
 			Resource []struct {
 				Type        string
 				Interaction []struct{ Code string }
+				SearchParam []struct{ Name, Type string }
 			}
 			Interaction []struct{ Code string }
 		}
@@ -367,6 +368,12 @@ func interactionWorks(t *testing.T, e *env, typ, code string) bool {
 		return e.do("GET", "/fhir/Basic/_history", "").status == 200
 	case "create":
 		return e.do("POST", "/fhir/Basic", basic).status == 201
+	case "search-type":
+		r := e.do("GET", "/fhir/Basic?_id="+fmt.Sprint(id), "")
+		return r.status == 200 && strings.Contains(string(r.body), `"mode":"match"`)
+	case "search-system":
+		r := e.do("GET", "/fhir?_type=Basic&_id="+fmt.Sprint(id), "")
+		return r.status == 200 && strings.Contains(string(r.body), `"mode":"match"`)
 	case "history-system":
 		return e.do("GET", "/fhir/_history", "").status == 200
 	case "batch", "transaction":

@@ -44,6 +44,8 @@ func (s *Server) routes() {
 	f.Post("/:type/_search", s.searchType)
 	f.Post("/:type", s.create)
 	f.Put("/:type/:id", s.update)
+	f.Put("/:type", s.conditionalUpdate)
+	f.Delete("/:type", s.conditionalDelete)
 	f.Patch("/:type/:id", s.patch)
 	f.Delete("/:type/:id", s.delete)
 	f.All("/*", func(c *fiber.Ctx) error {
@@ -143,7 +145,17 @@ func (s *Server) create(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	res, err := s.eng.Create(c.UserContext(), typ, body)
+	var res *engine.Result
+	if cond := c.Get("If-None-Exist"); cond != "" {
+		res, err = s.eng.ConditionalCreate(c.UserContext(), typ, body, cond)
+		if err == nil && !res.Created {
+			// an existing match: 200 with the resource, nothing written
+			resourceHeaders(c, res.Resource)
+			return send(c, fiber.StatusOK, res.Resource.Body)
+		}
+	} else {
+		res, err = s.eng.Create(c.UserContext(), typ, body)
+	}
 	if err != nil {
 		return err
 	}
@@ -250,4 +262,43 @@ func (s *Server) bundle(c *fiber.Ctx) error {
 		return err
 	}
 	return send(c, fiber.StatusOK, s.responseBundle(c, typ+"-response", results))
+}
+
+func (s *Server) conditionalUpdate(c *fiber.Ctx) error {
+	typ := c.Params("type")
+	setInteraction(c, "update", typ)
+	if err := s.eng.CheckType(typ); err != nil {
+		return err
+	}
+	cond := string(c.Request().URI().QueryString())
+	if cond == "" {
+		return errStatus(fiber.StatusMethodNotAllowed, "not-supported", "PUT needs an id (Type/id) or a condition (Type?search)", "")
+	}
+	body, err := requestBody(c, jsonTypes...)
+	if err != nil {
+		return err
+	}
+	res, err := s.eng.ConditionalUpdate(c.UserContext(), typ, body, cond, c.Get(fiber.HeaderIfMatch))
+	if err != nil {
+		return err
+	}
+	return s.answerWrite(c, res)
+}
+
+func (s *Server) conditionalDelete(c *fiber.Ctx) error {
+	typ := c.Params("type")
+	setInteraction(c, "delete", typ)
+	cond := string(c.Request().URI().QueryString())
+	if cond == "" {
+		return errStatus(fiber.StatusMethodNotAllowed, "not-supported", "DELETE needs an id (Type/id) or a condition (Type?search)", "")
+	}
+	res, err := s.eng.ConditionalDelete(c.UserContext(), typ, cond)
+	if err != nil {
+		return err
+	}
+	if res.Resource != nil {
+		c.Set(fiber.HeaderETag, `W/"`+res.Resource.VersionID()+`"`)
+	}
+	c.Status(fiber.StatusNoContent)
+	return nil
 }

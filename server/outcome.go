@@ -71,6 +71,8 @@ func outcomeFor(err error) (int, []issue) {
 		return fiber.StatusGone, []issue{{Severity: "error", Code: "deleted", Details: "the resource has been deleted"}}
 	case errors.Is(err, storage.ErrVersionConflict):
 		return fiber.StatusPreconditionFailed, []issue{{Severity: "error", Code: "conflict", Details: "the resource has changed: the version in If-Match is not the current version"}}
+	case errors.Is(err, engine.ErrMultipleMatches):
+		return fiber.StatusPreconditionFailed, []issue{{Severity: "error", Code: "multiple-matches", Details: "the condition matches more than one resource"}}
 	case errors.Is(err, storage.ErrExists):
 		return fiber.StatusConflict, []issue{{Severity: "error", Code: "duplicate", Details: "the resource already exists"}}
 	case errors.Is(err, storage.ErrInvalidCursor):

@@ -66,3 +66,21 @@ func (e *Engine) Search(ctx context.Context, r *SearchRequest) (*SearchResult, e
 	}
 	return &SearchResult{Query: q, Page: page, Warnings: warnings, Canonical: canonical}, nil
 }
+
+// SearchParams returns the search parameters of typ that searches can use:
+// those the indexer indexes, and the ones stores answer from their own
+// columns (_id, _lastUpdated).
+func (e *Engine) SearchParams(typ string) []*fhir.SearchParam {
+	var out []*fhir.SearchParam
+	for _, code := range []string{"_id", "_lastUpdated"} {
+		if p := e.defs.SearchParam(typ, code); p != nil {
+			out = append(out, p)
+		}
+	}
+	if ps, ok := e.idx.(interface {
+		Params(string) []*fhir.SearchParam
+	}); ok {
+		out = append(out, ps.Params(typ)...)
+	}
+	return out
+}
