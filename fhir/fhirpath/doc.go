@@ -79,7 +79,8 @@
 // conformsTo knows only the core StructureDefinitions; htmlChecks is always
 // true because narrative is checked by the validator on write. By default a
 // name the model does not define gives an empty result; Env.Strict makes it
-// an error ("Patient.name.given1", "Encounter.id" on a Patient), checked at
-// run time on the items at hand. Checks that need static typing of the
-// whole expression are not done.
+// an error ("Patient.name.given1", "Encounter.id" on a Patient,
+// "(Observation.value as Period).unit", "children().first()"), checked at
+// run time. Checks that need static typing of the whole expression are not
+// done.
 package fhirpath

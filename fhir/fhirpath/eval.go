@@ -25,9 +25,10 @@ type Env struct {
 	RootResource *Node
 	// Trace receives trace(name) output; nil discards it.
 	Trace func(name string, c Collection)
-	// Strict makes navigation to an element the model does not define, and a
-	// type name at the start of a path that the context does not have, an
-	// error instead of an empty result.
+	// Strict makes navigation to an element the model does not define, a
+	// type name at the start of a path that the context does not have, and
+	// order-dependent functions right after children() or descendants()
+	// errors instead of giving a result.
 	Strict bool
 	// Definitions types computed lookups (is/as of FHIR types) when the
 	// root is nil or untyped; by default the root's definitions are used.
@@ -285,6 +286,13 @@ func (x *memberExpr) eval(ec *evalCtx, in Collection, fr *frame) (Collection, er
 // checkStrict rejects names the model does not define for the items, and a
 // type name at the start of a path that the context does not have.
 func (x *memberExpr) checkStrict(ec *evalCtx, base Collection, typeName bool) error {
+	// a member of "x as T" / x.ofType(T) must be an element of T, even when
+	// there is no item to look at
+	if ts, ok := castType(x.left); ok && ec.defs != nil {
+		if td := ec.defs.Type(ts.name); td != nil && td.Kind != fhir.KindPrimitive && !modelHasElement(ec.defs, ts.name, x.name) {
+			return evalErr("%s has no element %s", ts.name, x.name)
+		}
+	}
 	for _, v := range base {
 		n, ok := v.(*Node)
 		if !ok || n.defs == nil {
@@ -301,6 +309,17 @@ func (x *memberExpr) checkStrict(ec *evalCtx, base Collection, typeName bool) er
 		}
 	}
 	return nil
+}
+
+// castType returns T when x is "y as T", y.as(T) or y.ofType(T).
+func castType(x expr) (typeSpec, bool) {
+	switch c := x.(type) {
+	case *typeExpr:
+		return c.t, c.op == "as"
+	case *callExpr:
+		return c.ts, c.name == "as" || c.name == "ofType"
+	}
+	return typeSpec{}, false
 }
 
 func modelHasElement(defs *fhir.Definitions, ctx, name string) bool {

@@ -145,6 +145,10 @@ func init() {
 	}
 }
 
+// orderDependent are the functions whose result depends on the order of
+// their input; in strict mode they may not follow children() or descendants().
+var orderDependent = map[string]bool{"first": true, "last": true, "tail": true, "skip": true, "take": true}
+
 type callExpr struct {
 	name string
 	left expr
@@ -222,6 +226,11 @@ func (c *callExpr) eval(ec *evalCtx, in Collection, fr *frame) (Collection, erro
 	}
 	if err := ec.step(); err != nil {
 		return nil, err
+	}
+	if ec.env.Strict && orderDependent[c.name] {
+		if l, ok := c.left.(*callExpr); ok && (l.name == "children" || l.name == "descendants") {
+			return nil, evalErr("%s() on the unordered result of %s()", c.name, l.name)
+		}
 	}
 	return c.fn.impl(ec, focus, c, fr)
 }

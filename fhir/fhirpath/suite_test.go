@@ -53,12 +53,8 @@ type suiteXML struct {
 // suiteSkips lists the official test cases the engine does not pass, each
 // with the feature and the reason.
 var suiteSkips = map[string]string{
-	// Static semantic checking. Env.Strict checks element and type names
-	// against the model at run time; what needs static typing of the whole
-	// expression is not done.
-	"testPolymorphismAsB":       "strict mode: rejecting (Observation.value as Period).unit needs static typing of the expression; at run time the as gives an empty result",
-	"testPolymorphicsB":         "semantic check outside strict mode: Observation.valueQuantity gives an empty result (exists() is false, the output the case itself lists); rejecting it needs static typing",
-	"testDollarOrderNotAllowed": "strict mode: rejecting order-dependent functions (skip) on unordered children() needs static analysis",
+	// Static semantic checking outside strict mode.
+	"testPolymorphicsB": "semantic check outside strict mode: Observation.valueQuantity gives an empty result (exists() is false, the output the case itself lists); rejecting it needs static typing",
 	// Boundary cases whose expected values the specification does not derive.
 	"LowBoundaryDecimal15":             "lowBoundary: a negative zero result (-0.0) cannot be represented by the exact decimal type",
 	"HighBoundaryDecimal15":            "highBoundary: suite expects 0.0 for 0.0034 at precision 1, the spec's rule gives 0.1",
