@@ -40,3 +40,21 @@ func BenchmarkCheckScope(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkAuthenticateBearerFirstUse measures a token's first use: the
+// RSA signature and claim checks plus the record read.
+func BenchmarkAuthenticateBearerFirstUse(b *testing.B) {
+	f := newFixture(b, func(c *Config) { c.Dev = true })
+	_, m := f.postForm(http.DefaultClient, f.base+"/dev/token", url.Values{"subject": {"Patient/p1"}}, "", "")
+	h := "Bearer " + m["access_token"].(string)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		f.b.verified.mu.Lock()
+		f.b.verified.m = nil
+		f.b.verified.mu.Unlock()
+		if _, err := f.b.AuthenticateBearer(ctx, h, RequestMeta{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
