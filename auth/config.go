@@ -155,9 +155,10 @@ type ProviderConfig struct {
 	DisplayName string
 	// Issuer is the upstream issuer URL (discovery is fetched from it).
 	Issuer string
-	// ClientID, ClientSecret authenticate Regie upstream
-	// (client_secret_basic).
+	// ClientID, ClientSecret authenticate Regie upstream.
 	ClientID, ClientSecret string
+	// ClientAuth is "client_secret_basic" (default) or "client_secret_post".
+	ClientAuth string
 	// Scopes requested upstream (default "openid").
 	Scopes []string
 
@@ -229,6 +230,12 @@ func (c *Config) validate() error {
 		pseen[p.ID] = true
 		if p.Kind != "digid" && p.Kind != "municipality" {
 			return fmt.Errorf("auth: config: provider %s: kind must be digid or municipality", p.ID)
+		}
+		if p.ClientAuth != "" && p.ClientAuth != "client_secret_basic" && p.ClientAuth != "client_secret_post" {
+			return fmt.Errorf("auth: config: provider %s: client auth must be client_secret_basic or client_secret_post", p.ID)
+		}
+		if u, err := url.Parse(p.Issuer); err != nil || (u.Scheme != "https" && !(u.Scheme == "http" && (c.Dev || isLoopback(u.Hostname())))) {
+			return fmt.Errorf("auth: config: provider %s: issuer must be an https URL", p.ID)
 		}
 	}
 	if c.Session.IdleTimeout == 0 {

@@ -91,9 +91,14 @@ func (f *federation) discover(ctx context.Context, up *upstream) (*oidc.Provider
 }
 
 func (f *federation) oauth(up *upstream, p *oidc.Provider) *oauth2.Config {
+	ep := p.Endpoint()
+	ep.AuthStyle = oauth2.AuthStyleInHeader
+	if up.cfg.ClientAuth == "client_secret_post" {
+		ep.AuthStyle = oauth2.AuthStyleInParams
+	}
 	return &oauth2.Config{
 		ClientID: up.cfg.ClientID, ClientSecret: up.cfg.ClientSecret,
-		Endpoint:    p.Endpoint(),
+		Endpoint:    ep,
 		RedirectURL: f.b.issuer + "/login/callback/" + up.cfg.ID,
 		Scopes:      up.cfg.Scopes,
 	}

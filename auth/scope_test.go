@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"errors"
 	"reflect"
 	"testing"
@@ -195,6 +196,46 @@ func TestMessagesComplete(t *testing.T) {
 	for k := range messagesEN {
 		if messagesNL[k] == "" {
 			t.Errorf("no Dutch text for %q", k)
+		}
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	recs := newRecords(t, time.Now)
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	ok := func() Config {
+		return Config{BaseURL: "https://regie.example.nl", Secret: secret, Records: recs, Mailer: &outbox{recs: recs, now: time.Now}, SMS: &outbox{recs: recs, now: time.Now}}
+	}
+	tests := map[string]func(*Config){
+		"no records":            func(c *Config) { c.Records = nil },
+		"http outside loopback": func(c *Config) { c.BaseURL = "http://regie.example.nl" },
+		"relative base":         func(c *Config) { c.BaseURL = "/regie" },
+		"short secret":          func(c *Config) { c.Secret = []byte("short") },
+		"duplicate client": func(c *Config) {
+			c.Clients = []ClientConfig{{ID: "a", AuthMethod: "none"}, {ID: "a", AuthMethod: "none"}}
+		},
+		"pkjwt without keys": func(c *Config) { c.Clients = []ClientConfig{{ID: "a", AuthMethod: "private_key_jwt"}} },
+		"short client secret": func(c *Config) {
+			c.Clients = []ClientConfig{{ID: "a", AuthMethod: "client_secret_basic", Secret: "x"}}
+		},
+		"unknown auth method": func(c *Config) { c.Clients = []ClientConfig{{ID: "a", AuthMethod: "tls_client_auth"}} },
+		"bad scope":           func(c *Config) { c.Clients = []ClientConfig{{ID: "a", AuthMethod: "none", Scopes: []string{"patient/*.xyz"}}} },
+		"bad provider kind": func(c *Config) {
+			c.Providers = []ProviderConfig{{ID: "p", Kind: "google", Issuer: "https://idp.example"}}
+		},
+		"http provider": func(c *Config) {
+			c.Providers = []ProviderConfig{{ID: "p", Kind: "digid", Issuer: "http://idp.example"}}
+		},
+		"no mailer": func(c *Config) { c.Mailer = nil },
+	}
+	if _, err := New(context.Background(), ok()); err != nil {
+		t.Fatalf("valid config refused: %v", err)
+	}
+	for name, mutate := range tests {
+		c := ok()
+		mutate(&c)
+		if _, err := New(context.Background(), c); err == nil {
+			t.Errorf("%s: accepted", name)
 		}
 	}
 }
