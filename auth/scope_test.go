@@ -219,7 +219,9 @@ func TestConfigValidation(t *testing.T) {
 			c.Clients = []ClientConfig{{ID: "a", AuthMethod: "client_secret_basic", Secret: "x"}}
 		},
 		"unknown auth method": func(c *Config) { c.Clients = []ClientConfig{{ID: "a", AuthMethod: "tls_client_auth"}} },
-		"bad scope":           func(c *Config) { c.Clients = []ClientConfig{{ID: "a", AuthMethod: "none", Scopes: []string{"patient/*.xyz"}}} },
+		"bad scope": func(c *Config) {
+			c.Clients = []ClientConfig{{ID: "a", AuthMethod: "none", Scopes: []string{"patient/*.xyz"}}}
+		},
 		"bad provider kind": func(c *Config) {
 			c.Providers = []ProviderConfig{{ID: "p", Kind: "google", Issuer: "https://idp.example"}}
 		},
