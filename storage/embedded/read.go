@@ -334,6 +334,9 @@ func (t *tx) Search(ctx context.Context, q *search.Query) (*storage.Page, error)
 	if err := t.check(ctx); err != nil {
 		return nil, err
 	}
+	if err := t.w.flush(); err != nil {
+		return nil, err
+	}
 	return t.w.view().search(context.Background(), q)
 }
 

@@ -81,7 +81,7 @@ func prepare(ctx context.Context, db preparer) (*stmts, error) {
 }
 
 // maxMultiRows is the most rows one multi-row index insert carries.
-const maxMultiRows = 16
+const maxMultiRows = 32
 
 // multiInsert returns the statement inserting k rows into index table t,
 // preparing it on first use.

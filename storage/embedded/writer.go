@@ -1,9 +1,12 @@
 package embedded
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -120,6 +123,7 @@ func (s *Store) runBatch(batch []*request) {
 	single := len(live) == 1
 	for _, r := range live {
 		w.req = newDictEntries()
+		w.mark, w.saved = len(w.pending), w.saved[:0]
 		if single {
 			r.err = w.run(r)
 			if r.err != nil {
@@ -142,6 +146,9 @@ func (s *Store) runBatch(batch []*request) {
 				finish(fmt.Errorf("embedded: rollback to savepoint: %w", err))
 				return
 			}
+			// Drop the request's pending index rows; rows of earlier
+			// requests that it flushed were rolled back and are pending again.
+			w.pending = append(append([]pendingRow(nil), w.saved...), w.pending[:w.mark]...)
 		} else {
 			w.batch.merge(&w.req)
 		}
@@ -150,6 +157,11 @@ func (s *Store) runBatch(batch []*request) {
 			finish(fmt.Errorf("embedded: release savepoint: %w", err))
 			return
 		}
+	}
+	if err := w.flush(); err != nil {
+		s.rollback()
+		finish(fmt.Errorf("embedded: index: %w", err))
+		return
 	}
 	if _, err := s.wst.commit.Exec(); err != nil {
 		s.rollback()
@@ -189,6 +201,59 @@ type wtx struct {
 	ctx   context.Context
 	batch dictEntries // interned by committed-to-be requests of this batch
 	req   dictEntries // interned by the running request
+
+	// Index rows to insert, gathered over the batch and inserted sorted,
+	// many per statement, before COMMIT (or earlier, by flush, when a
+	// request deletes index rows or searches). pending[:mark] belong to
+	// earlier requests; saved holds earlier requests' rows flushed during
+	// the running request (inside its savepoint).
+	pending []pendingRow
+	mark    int
+	saved   []pendingRow
+}
+
+type pendingRow struct {
+	enc string // the row's encoding (see appendRow)
+	rid int64
+}
+
+// flush inserts the pending index rows.
+func (w *wtx) flush() error {
+	if len(w.pending) == 0 {
+		return nil
+	}
+	w.saved = append(w.saved, w.pending[:w.mark]...)
+	w.mark = 0
+	slices.SortFunc(w.pending, func(a, b pendingRow) int {
+		if c := strings.Compare(a.enc, b.enc); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.rid, b.rid)
+	})
+	var args []any
+	for i := 0; i < len(w.pending); {
+		t := w.pending[i].enc[0]
+		j := i
+		args = args[:0]
+		for j < len(w.pending) && j-i < maxMultiRows && w.pending[j].enc[0] == t {
+			r, _, err := decodeRow([]byte(w.pending[j].enc))
+			if err != nil {
+				return err
+			}
+			args = append(args, tables[t].args(&r, w.pending[j].rid)...)
+			j++
+		}
+		st, err := w.st.multiInsert(t, j-i)
+		if err != nil {
+			return err
+		}
+		if _, err := st.Exec(args...); err != nil {
+			return err
+		}
+		i = j
+	}
+	w.pending = w.pending[:0]
+	return nil
 }
 
 // run calls r.fn, turning a panic into an error so the writer survives.
@@ -389,15 +454,20 @@ func (w *wtx) replaceRows(rid int64, existed bool, newRows []row) error {
 			return err
 		}
 	}
-	// Both lists are sorted: walk them together. Deletes run one by one
-	// (updates change few rows); inserts are gathered per table and run as
-	// multi-row statements.
-	var ins [tabEnd][]any
-	var nins [tabEnd]int
+	// Both lists are sorted: walk them together. Deletes run at once
+	// (after flushing pending inserts, which they may concern); inserts
+	// join the batch's pending rows.
+	flushed := false
 	i, j := 0, 0
 	for i < len(oldEncs) || j < len(newEncs) {
 		switch {
 		case j == len(newEncs) || (i < len(oldEncs) && oldEncs[i] < newEncs[j]):
+			if !flushed {
+				if err := w.flush(); err != nil {
+					return err
+				}
+				flushed = true
+			}
 			r, _, err := decodeRow([]byte(oldEncs[i]))
 			if err != nil {
 				return err
@@ -407,33 +477,11 @@ func (w *wtx) replaceRows(rid int64, existed bool, newRows []row) error {
 			}
 			i++
 		case i == len(oldEncs) || newEncs[j] < oldEncs[i]:
-			r, _, err := decodeRow([]byte(newEncs[j]))
-			if err != nil {
-				return err
-			}
-			ins[r.tab] = append(ins[r.tab], tables[r.tab].args(&r, rid)...)
-			nins[r.tab]++
+			w.pending = append(w.pending, pendingRow{newEncs[j], rid})
 			j++
 		default:
 			i++
 			j++
-		}
-	}
-	for t := range ins {
-		if nins[t] == 0 {
-			continue
-		}
-		width := len(ins[t]) / nins[t]
-		for args := ins[t]; len(args) > 0; {
-			k := min(len(args)/width, maxMultiRows)
-			st, err := w.st.multiInsert(byte(t), k)
-			if err != nil {
-				return err
-			}
-			if _, err := st.Exec(args[:k*width]...); err != nil {
-				return err
-			}
-			args = args[k*width:]
 		}
 	}
 	var err error

@@ -595,7 +595,8 @@ func testConcurrentUpdatesNeverLost(t *testing.T, s storage.Store) {
 // still undo exactly the failed ones.
 func testConcurrentTransactionsFailAlone(t *testing.T, s storage.Store) {
 	const n, rounds = 32, 4
-	put(t, s, "Patient", "shared", 0)
+	mustWrite(t, s, &storage.Write{Type: "Patient", ID: "shared", Body: doc("Patient", 0),
+		Index: tokenEntries([]search1{{"code", "http://s", "shared-0"}})})
 	var wg sync.WaitGroup
 	for g := range n {
 		wg.Go(func() {
@@ -613,8 +614,10 @@ func testConcurrentTransactionsFailAlone(t *testing.T, s storage.Store) {
 						}
 					}
 					if fail {
-						// A write to a shared resource, then failure.
-						if _, err := tx.Write(ctx(t), &storage.Write{Type: "Patient", ID: "shared", Body: doc("Patient", 1000+g)}); err != nil {
+						// A write to a shared resource that replaces its index
+						// entries, then failure.
+						if _, err := tx.Write(ctx(t), &storage.Write{Type: "Patient", ID: "shared", Body: doc("Patient", 1000+g),
+							Index: tokenEntries([]search1{{"code", "http://s", "shared-x"}})}); err != nil {
 							return err
 						}
 						return errAbort
@@ -652,6 +655,12 @@ func testConcurrentTransactionsFailAlone(t *testing.T, s storage.Store) {
 	}
 	if r := mustRead(t, s, "Patient", "shared"); r.Version != 1 || nOf(t, r) != 0 {
 		t.Fatalf("failed transactions changed Patient/shared: version %d n=%d", r.Version, nOf(t, r))
+	}
+	if ids, ok := searchIDs(t, s, "Patient", tokenMatch("code", "http://s", "shared-0")); ok && len(ids) != 1 {
+		t.Fatalf("index of Patient/shared after failed transactions: %v", ids)
+	}
+	if ids, ok := searchIDs(t, s, "Patient", tokenMatch("code", "http://s", "shared-x")); ok && len(ids) != 0 {
+		t.Fatalf("failed transactions left index entries: %v", ids)
 	}
 }
 
