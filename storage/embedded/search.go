@@ -37,7 +37,7 @@ func (v *view) search(ctx context.Context, q *search.Query) (*storage.Page, erro
 	page := &storage.Page{Total: -1}
 	tid, ok := v.lookup(q.Types[0])
 	if !ok {
-		if q.Total == search.TotalAccurate || q.Total == search.TotalEstimate {
+		if q.Total == search.TotalAccurate || q.Total == search.TotalEstimate || q.Summary == search.SummaryCount {
 			page.Total = 0
 		}
 		return page, nil
@@ -49,10 +49,14 @@ func (v *view) search(ctx context.Context, q *search.Query) (*storage.Page, erro
 	}
 	args := append([]any{tid}, c.args...)
 	base := " FROM resources r WHERE r.tid = ? AND r.deleted = 0 AND (" + cond + ")"
-	if q.Total == search.TotalAccurate || q.Total == search.TotalEstimate {
+	countOnly := q.Summary == search.SummaryCount
+	if q.Total == search.TotalAccurate || q.Total == search.TotalEstimate || (countOnly && q.Total != search.TotalNone) {
 		if err := v.st.db.QueryRowContext(ctx, "SELECT count(*)"+base, args...).Scan(&page.Total); err != nil {
 			return nil, ctxOr(ctx, err)
 		}
+	}
+	if countOnly {
+		return page, nil
 	}
 	sqlText := "SELECT r.rid, r.id, r.version, r.vid, (SELECT body FROM versions WHERE vid = r.vid)" + base +
 		" AND r.rid > ? ORDER BY r.rid LIMIT ?"

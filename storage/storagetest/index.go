@@ -124,6 +124,27 @@ func testIndexFollowsCurrentVersion(t *testing.T, s storage.Store) {
 		Values: []search.Value{{System: "http://loinc.org", Code: "A"}, {System: "http://loinc.org", Code: "B"}}}), "o1", "o2", "o3")
 	wantIDs(t, "same entries on another type", mustSearch(t, s, "Patient", tokenMatch("code", "http://loinc.org", "A")))
 
+	t.Run("count", func(t *testing.T) {
+		for _, q := range []*search.Query{
+			{Types: []string{"Observation"}, Where: refMatch("subject", "Patient", "p1"), Summary: search.SummaryCount},
+			{Types: []string{"Observation"}, Where: refMatch("subject", "Patient", "p1"), Total: search.TotalAccurate, Count: 1},
+		} {
+			p, err := s.Search(ctx(t), q)
+			if errors.Is(err, storage.ErrUnsupported) {
+				t.Skip("the store does not support this search yet")
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Total != 2 {
+				t.Errorf("total %d, want 2 (%+v)", p.Total, q)
+			}
+			if q.Summary == search.SummaryCount && len(p.Resources) != 0 {
+				t.Errorf("_summary=count returned %d resources", len(p.Resources))
+			}
+		}
+	})
+
 	// An update replaces the entries of the previous version.
 	write("o1", "B", "p2", "gamma")
 	wantIDs(t, "code A after update", mustSearch(t, s, "Observation", tokenMatch("code", "http://loinc.org", "A")), "o2")
