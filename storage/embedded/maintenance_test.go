@@ -3,7 +3,9 @@ package embedded_test
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
+	"time"
 
 	"regie/fhir"
 	"regie/fhir/search"
@@ -121,5 +123,38 @@ func TestReindex(t *testing.T) {
 	}
 	if sz.Resources <= 0 || sz.Index <= 0 || sz.Tables["idx_token"] <= 0 || sz.Tables["versions"] <= 0 {
 		t.Fatalf("sizes: %+v", sz)
+	}
+}
+
+func TestPurgeExpired(t *testing.T) {
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	s, err := embedded.Open(t.TempDir(), &embedded.Options{Now: clock, PurgeInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i := range 5 {
+		exp := now.Add(time.Duration(2*i-3) * time.Hour) // two expired, three live
+		if _, err := s.PutRecord(t0, &storage.Record{Kind: "otp", Key: fmt.Sprint(i), Expires: exp}, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.PutRecord(t0, &storage.Record{Kind: "otp", Key: "forever"}, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.PurgeExpired(t0)
+	if err != nil || n != 2 {
+		t.Fatalf("purged %d (%v), want 2", n, err)
+	}
+	mu.Lock()
+	now = now.Add(24 * time.Hour)
+	mu.Unlock()
+	if n, err := s.PurgeExpired(t0); err != nil || n != 3 {
+		t.Fatalf("purged %d (%v), want 3", n, err)
+	}
+	if _, err := s.GetRecord(t0, "otp", "forever"); err != nil {
+		t.Fatalf("a record without expiry was purged: %v", err)
 	}
 }

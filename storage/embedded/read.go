@@ -150,13 +150,25 @@ func (v *view) history(ctx context.Context, q *storage.HistoryQuery) (*storage.P
 	if q.Type != "" {
 		tid, ok := v.lookup(q.Type)
 		if !ok {
+			if q.ID != "" {
+				return nil, notFound(q.Type)
+			}
 			return page, nil
 		}
-		where = append(where, "v.tid = ?")
-		args = append(args, tid)
 		if q.ID != "" {
-			where = append(where, "v.rid = (SELECT rid FROM resources WHERE tid = ? AND id = ?)")
-			args = append(args, tid, q.ID)
+			var rid int64
+			err := v.st.db.QueryRowContext(ctx, "SELECT rid FROM resources WHERE tid = ? AND id = ?", tid, q.ID).Scan(&rid)
+			if errors.Is(err, errNoRows) {
+				return nil, notFound(q.Type)
+			}
+			if err != nil {
+				return nil, ctxOr(ctx, err)
+			}
+			where = append(where, "v.rid = ?")
+			args = append(args, rid)
+		} else {
+			where = append(where, "v.tid = ?")
+			args = append(args, tid)
 		}
 	}
 	if !q.Since.IsZero() {

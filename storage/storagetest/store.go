@@ -351,6 +351,17 @@ func testHistoryNewestFirst(t *testing.T, s storage.Store) {
 		}
 	})
 
+	t.Run("instance of a missing resource", func(t *testing.T) {
+		_, err := s.History(ctx(t), &storage.HistoryQuery{Type: "Patient", ID: "never"})
+		wantErr(t, "history of a resource that never existed", err, storage.ErrNotFound)
+		_, err = s.History(ctx(t), &storage.HistoryQuery{Type: "NoSuchType", ID: "a"})
+		wantErr(t, "history of a resource of an unused type", err, storage.ErrNotFound)
+		p, err := s.History(ctx(t), &storage.HistoryQuery{Type: "NoSuchType"})
+		if err != nil || len(p.Resources) != 0 {
+			t.Fatalf("history of an unused type: %v, %v", p, err)
+		}
+	})
+
 	t.Run("invalid cursor", func(t *testing.T) {
 		_, err := s.History(ctx(t), &storage.HistoryQuery{Cursor: "not a cursor"})
 		wantErr(t, "history with a forged cursor", err, storage.ErrInvalidCursor)
