@@ -1,6 +1,7 @@
 package search
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"regie/fhir"
+	"regie/fhir/fhirpath"
 )
 
 // sharedFHIR is the shared test data (see ../shared/fhir/README.md); tests
@@ -182,4 +184,45 @@ func diff(a, b []string) []string {
 		}
 	}
 	return out
+}
+
+type discard struct{}
+
+func (discard) item(fhirpath.Value) {}
+
+// TestIndexExamplesEvaluate checks that no search expression fails to
+// evaluate on any example (Index leaves such a parameter out for the
+// resource instead of rejecting it, which would hide the failure).
+func TestIndexExamplesEvaluate(t *testing.T) {
+	ix := newTestIndexer(t)
+	ctx := context.Background()
+	failures := map[string]int{}
+	for name, body := range exampleResources(t, !testing.Short()) {
+		rt, _, _ := fhir.Header(body)
+		root, err := fhirpath.ParseResource(ix.defs, body)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		env := &fhirpath.Env{Resource: root, RootResource: root}
+		for _, ip := range ix.types[rt] {
+			var bases collector
+			if err := ip.eval.eval(ctx, root, env, &bases); err != nil {
+				failures[rt+"."+ip.code+": "+err.Error()]++
+				continue
+			}
+			for _, c := range ip.comps {
+				for _, b := range bases {
+					if n, ok := b.(*fhirpath.Node); ok {
+						if err := c.eval.eval(ctx, n, env, discard{}); err != nil {
+							failures[rt+"."+c.param+": "+err.Error()]++
+						}
+					}
+				}
+			}
+		}
+	}
+	for f, n := range failures {
+		t.Errorf("%d× %s", n, f)
+	}
 }

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"regie/fhir"
 	"regie/fhir/fhirpath"
@@ -32,6 +34,8 @@ type Indexer struct {
 	defs    *fhir.Definitions
 	baseURL string
 	types   map[string][]*indexParam
+	// scratch recycles the entry buffers of Index.
+	scratch sync.Pool
 	// skipped lists, per type, the parameters that are not indexed and why.
 	skipped map[string]map[string]string
 }
@@ -51,16 +55,25 @@ type indexComponent struct {
 	eval  evaluator
 }
 
-// evaluator yields the items of an expression for a context node.
+// evaluator passes the items of an expression for a context node to out.
 type evaluator interface {
-	eval(ctx context.Context, focus *fhirpath.Node, env *fhirpath.Env) (fhirpath.Collection, error)
+	eval(ctx context.Context, focus *fhirpath.Node, env *fhirpath.Env, out itemSink) error
 }
+
+// itemSink receives the items of an evaluation.
+type itemSink interface{ item(fhirpath.Value) }
+
+// collector keeps items.
+type collector []fhirpath.Value
+
+func (c *collector) item(v fhirpath.Value) { *c = append(*c, v) }
 
 // NewIndexer compiles the search parameters of every resource type. Each
 // multi-base expression ("AllergyIntolerance.patient | CarePlan.subject…")
 // is reduced to the parts that apply to the type, once, here.
 func NewIndexer(defs *fhir.Definitions, cfg IndexerConfig) (*Indexer, error) {
 	ix := &Indexer{
+		scratch: sync.Pool{New: func() any { b := make([]Entry, 0, 64); return &b }},
 		defs:    defs,
 		baseURL: strings.TrimSuffix(cfg.BaseURL, "/"),
 		types:   map[string][]*indexParam{},
@@ -171,43 +184,57 @@ func (ix *Indexer) Index(resourceType string, body []byte) ([]Entry, error) {
 	}
 	ctx := context.Background()
 	env := &fhirpath.Env{Resource: root, RootResource: root}
-	x := &extractor{ix: ix, entries: make([]Entry, 0, 64)}
+	x := &extractor{ix: ix}
+	if buf, ok := ix.scratch.Get().(*[]Entry); ok {
+		x.entries = (*buf)[:0]
+		defer func() {
+			clear(x.entries)
+			*buf = x.entries[:0]
+			ix.scratch.Put(buf)
+		}()
+	}
 	for _, ip := range params {
-		items, err := ip.eval.eval(ctx, root, env)
-		if err != nil {
-			// A resource whose data does not fit an expression (several
-			// values where the expression allows one) is not rejected: the
-			// parameter is left out for it.
-			continue
-		}
-		if len(items) == 0 {
-			continue
-		}
-		start := len(x.entries)
+		// A resource whose data does not fit an expression (several values
+		// where the expression allows one) is not rejected: the parameter
+		// is left out for it.
 		if ip.typ == fhir.ParamComposite {
-			for _, it := range items {
-				n, ok := it.(*fhirpath.Node)
-				if !ok {
-					continue
+			var bases collector
+			if ip.eval.eval(ctx, root, env, &bases) != nil {
+				continue
+			}
+			for _, it := range bases {
+				if n, ok := it.(*fhirpath.Node); ok {
+					x.composite(ctx, env, ip, n)
 				}
-				x.composite(ctx, env, ip, n)
 			}
 			continue
 		}
-		for _, it := range items {
-			x.add(ip.code, ip.typ, 0, it)
+		start := len(x.entries)
+		x.param, x.typ, x.group = ip.code, ip.typ, 0
+		if ip.eval.eval(ctx, root, env, x) != nil {
+			x.entries = x.entries[:start]
+			continue
 		}
 		x.dedupe(start)
 	}
-	return x.entries, nil
+	if len(x.entries) == 0 {
+		return nil, nil
+	}
+	return slices.Clone(x.entries), nil
 }
 
-// extractor accumulates the entries of one resource.
+// extractor accumulates the entries of one resource. As an itemSink it
+// adds the entries of each item for the current param, typ and group.
 type extractor struct {
 	ix      *Indexer
 	entries []Entry
+	groups  int
+	param   string
+	typ     fhir.ParamType
 	group   int
 }
+
+func (x *extractor) item(v fhirpath.Value) { x.add(x.param, x.typ, x.group, v) }
 
 func (x *extractor) dedupe(start int) {
 	es := x.entries[start:]
@@ -232,24 +259,17 @@ func (x *extractor) dedupe(start int) {
 	x.entries = x.entries[:start+len(out)]
 }
 
+// composite adds the components of one base item under a new group; a
+// base item that lacks a component adds nothing.
 func (x *extractor) composite(ctx context.Context, env *fhirpath.Env, ip *indexParam, base *fhirpath.Node) {
 	start := len(x.entries)
-	x.group++
-	g := x.group
+	x.groups++
 	for _, c := range ip.comps {
-		items, err := c.eval.eval(ctx, base, env)
-		if err != nil || len(items) == 0 {
-			x.entries = x.entries[:start]
-			x.group--
-			return
-		}
 		before := len(x.entries)
-		for _, it := range items {
-			x.add(c.param, c.typ, g, it)
-		}
-		if len(x.entries) == before {
+		x.param, x.typ, x.group = c.param, c.typ, x.groups
+		if c.eval.eval(ctx, base, env, x) != nil || len(x.entries) == before {
 			x.entries = x.entries[:start]
-			x.group--
+			x.groups--
 			return
 		}
 	}
@@ -645,10 +665,8 @@ func quantity(param string, group int, n *fhirpath.Node) (Entry, bool) {
 		e.UnitCode = n.ChildText("unit")
 	}
 	if e.UnitSystem == UCUM {
-		if u, c, ok := Canonicalize(e.UnitCode, v); ok {
-			_, clo, _ := Canonicalize(e.UnitCode, lo)
-			_, chi, _ := Canonicalize(e.UnitCode, hi)
-			e.CanonUnit, e.Canon, e.CanonLo, e.CanonHi = u, c, clo, chi
+		if u, ok := lookupUnit(e.UnitCode); ok {
+			e.CanonUnit, e.Canon, e.CanonLo, e.CanonHi = u.base, u.apply(v), u.apply(lo), u.apply(hi)
 		}
 	}
 	return e, true

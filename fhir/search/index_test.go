@@ -7,7 +7,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+
+	"regie/fhir"
 )
 
 // dumpEntry renders an entry as param:type{non-zero fields}; Lo/Hi print as
@@ -290,4 +293,42 @@ func TestIndexerParams(t *testing.T) {
 	if n := len(ix.Params("Observation")); n < 40 {
 		t.Errorf("Observation has %d parameters, want at least 40: %v", n, strconv.Itoa(n))
 	}
+}
+
+// TestIndexConcurrent indexes the dataset from several goroutines at once
+// and compares with sequential results (run with -race).
+func TestIndexConcurrent(t *testing.T) {
+	ix := newTestIndexer(t)
+	res, _ := loadDataset(t)
+	want := make([][]string, len(res))
+	for i, r := range res {
+		rt, _, _ := fhir.Header(r)
+		es, err := ix.Index(rt, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[i] = dumpAll(es)
+	}
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for round := 0; round < 5; round++ {
+				for i, r := range res {
+					rt, _, _ := fhir.Header(r)
+					es, err := ix.Index(rt, r)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if got := dumpAll(es); !slices.Equal(got, want[i]) {
+						t.Errorf("resource %d: concurrent result differs", i)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }

@@ -693,10 +693,8 @@ func (st *state) quantity(name, s string) (Value, bool) {
 			return Value{}, false
 		}
 		if v.UnitSystem == UCUM || v.UnitSystem == "" {
-			if u, c, ok := Canonicalize(v.UnitCode, v.Num); ok {
-				_, clo, _ := Canonicalize(v.UnitCode, v.LoF)
-				_, chi, _ := Canonicalize(v.UnitCode, v.HiF)
-				v.CanonUnit, v.Canon, v.CanonLo, v.CanonHi = u, c, clo, chi
+			if u, ok := lookupUnit(v.UnitCode); ok {
+				v.CanonUnit, v.Canon, v.CanonLo, v.CanonHi = u.base, u.apply(v.Num), u.apply(v.LoF), u.apply(v.HiF)
 			}
 		}
 	}

@@ -101,24 +101,28 @@ func compileEvaluator(defs *fhir.Definitions, src string, engineOnly bool) (eval
 // engineEval evaluates with the FHIRPath engine.
 type engineEval struct{ e *fhirpath.Expression }
 
-func (e engineEval) eval(ctx context.Context, focus *fhirpath.Node, env *fhirpath.Env) (fhirpath.Collection, error) {
-	return e.e.Evaluate(ctx, focus, env)
+func (e engineEval) eval(ctx context.Context, focus *fhirpath.Node, env *fhirpath.Env, out itemSink) error {
+	items, err := e.e.Evaluate(ctx, focus, env)
+	if err != nil {
+		return err
+	}
+	for _, it := range items {
+		out.item(it)
+	}
+	return nil
 }
 
 // unionEval concatenates its parts' items (the parts of one search
 // expression select different elements, so there is nothing to merge).
 type unionEval []evaluator
 
-func (u unionEval) eval(ctx context.Context, focus *fhirpath.Node, env *fhirpath.Env) (fhirpath.Collection, error) {
-	var out fhirpath.Collection
+func (u unionEval) eval(ctx context.Context, focus *fhirpath.Node, env *fhirpath.Env, out itemSink) error {
 	for _, e := range u {
-		c, err := e.eval(ctx, focus, env)
-		if err != nil {
-			return nil, err
+		if err := e.eval(ctx, focus, env, out); err != nil {
+			return err
 		}
-		out = append(out, c...)
 	}
-	return out, nil
+	return nil
 }
 
 // pathEval walks element names from the focus, optionally filtering the
@@ -135,32 +139,28 @@ type pathEval struct {
 	asPrimitive bool
 }
 
-func (p *pathEval) eval(_ context.Context, focus *fhirpath.Node, _ *fhirpath.Env) (fhirpath.Collection, error) {
+func (p *pathEval) eval(_ context.Context, focus *fhirpath.Node, _ *fhirpath.Env, out itemSink) error {
 	if p.root != "" && !p.defs.IsA(focus.TypeName(), p.root) {
-		return nil, nil
+		return nil
 	}
-	cur := []*fhirpath.Node{focus}
-	for _, s := range p.steps {
-		var next []*fhirpath.Node
-		for _, n := range cur {
-			next = append(next, n.Children(s)...)
-		}
-		if len(next) == 0 {
-			return nil, nil
-		}
-		cur = next
-	}
-	out := make(fhirpath.Collection, 0, len(cur))
-	for _, n := range cur {
+	p.walk(focus, 0, out)
+	return nil
+}
+
+func (p *pathEval) walk(n *fhirpath.Node, step int, out itemSink) {
+	if step == len(p.steps) {
 		if p.as != "" {
 			t := n.TypeName()
 			if p.asPrimitive && t != p.as || !p.asPrimitive && !p.defs.IsA(t, p.as) {
-				continue
+				return
 			}
 		}
-		out = append(out, n)
+		out.item(n)
+		return
 	}
-	return out, nil
+	for _, c := range n.Children(p.steps[step]) {
+		p.walk(c, step+1, out)
+	}
 }
 
 // simplePath recognises Type.a.b, (Type.a.b as T), Type.a.as(T) and

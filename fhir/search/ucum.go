@@ -21,8 +21,10 @@ func Canonicalize(code string, v float64) (unit string, cv float64, ok bool) {
 	if !ok {
 		return "", 0, false
 	}
-	return u.base, v*u.factor + u.offset, true
+	return u.base, u.apply(v), true
 }
+
+func (u canonUnit) apply(v float64) float64 { return v*u.factor + u.offset }
 
 // canonUnit is a unit as a factor (and offset, for temperatures) of its base.
 type canonUnit struct {
