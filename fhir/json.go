@@ -370,3 +370,41 @@ func MapStrings(b []byte, fn func(string) (string, bool)) ([]byte, error) {
 	}
 	return out, nil
 }
+
+// WithID returns a copy of the compact resource JSON body with its id set
+// to id (right after resourceType); every other member keeps its bytes.
+func WithID(body []byte, id string) ([]byte, error) {
+	out := make([]byte, 0, len(body)+len(id)+8)
+	out = append(out, '{')
+	wrote := false
+	writeID := func() {
+		if len(out) > 1 {
+			out = append(out, ',')
+		}
+		out = append(out, `"id":`...)
+		out = appendQuoted(out, id)
+		wrote = true
+	}
+	err := ScanObject(body, func(key string, val []byte) error {
+		if key == "id" {
+			return nil
+		}
+		if key != "resourceType" && !wrote {
+			writeID()
+		}
+		if len(out) > 1 {
+			out = append(out, ',')
+		}
+		out = appendQuoted(out, key)
+		out = append(out, ':')
+		out = append(out, val...)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !wrote {
+		writeID()
+	}
+	return append(out, '}'), nil
+}

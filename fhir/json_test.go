@@ -144,3 +144,16 @@ func TestMapStrings(t *testing.T) {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
 }
+
+func TestWithID(t *testing.T) {
+	for in, want := range map[string]string{
+		`{"resourceType":"Patient","active":true}`:            `{"resourceType":"Patient","id":"x","active":true}`,
+		`{"resourceType":"Patient","id":"old","active":true}`: `{"resourceType":"Patient","id":"x","active":true}`,
+		`{"resourceType":"Patient"}`:                          `{"resourceType":"Patient","id":"x"}`,
+	} {
+		got, err := fhir.WithID([]byte(in), "x")
+		if err != nil || string(got) != want {
+			t.Errorf("WithID(%s) = %s, %v; want %s", in, got, err, want)
+		}
+	}
+}

@@ -9,7 +9,10 @@ import (
 	"net/url"
 	"strings"
 
+	"regie/auth"
+	"regie/auth/audit"
 	"regie/fhir"
+	"regie/fhir/search"
 	"regie/storage"
 )
 
@@ -30,8 +33,10 @@ type EntryResult struct {
 	// Resource is the resource written or read (nil for a delete of nothing).
 	Resource *fhir.Resource
 	Created  bool
-	// Page is the result of a search or history entry.
+	// Page is the result of a history entry.
 	Page *storage.Page
+	// Search is the result of a search entry.
+	Search *SearchResult
 	// Err is the entry's failure (batch only; a failing transaction
 	// entry fails the whole Bundle).
 	Err error
@@ -100,7 +105,7 @@ func ParseBundle(body []byte) (typ string, entries []BundleRequest, err error) {
 type entryTarget struct {
 	typ, id, vid string
 	history      bool
-	query        url.Values
+	rawQuery     string
 	hasQuery     bool
 }
 
@@ -137,18 +142,15 @@ func parseEntryURL(raw string) (*entryTarget, error) {
 		return nil, errors.New("unsupported url")
 	}
 	if u.RawQuery != "" {
-		t.hasQuery = true
-		t.query, err = url.ParseQuery(u.RawQuery)
-		if err != nil {
-			return nil, err
-		}
+		t.hasQuery, t.rawQuery = true, u.RawQuery
 	}
 	return t, nil
 }
 
 // Bundle runs a batch or transaction Bundle. For a transaction, every write
 // commits together or not at all, and references to the fullUrl of a created
-// entry are rewritten to the id it gets.
+// entry are rewritten to the id it gets. Every entry is an interaction of
+// its own for access control and audit.
 func (e *Engine) Bundle(ctx context.Context, body []byte) (typ string, results []EntryResult, err error) {
 	typ, entries, err := ParseBundle(body)
 	if err != nil {
@@ -175,15 +177,23 @@ func (e *Engine) batchEntry(ctx context.Context, r *BundleRequest) EntryResult {
 	var out *Result
 	switch r.Method {
 	case "GET", "HEAD":
-		return e.readEntry(ctx, e.store, r, t)
+		return e.readEntry(ctx, r, t)
 	case "POST":
 		if t.id != "" || t.history {
 			res.Err = fhir.Invalid(fhir.IssueValue, "request.url", "POST goes to a resource type", "")
 			return res
 		}
-		out, err = e.Create(ctx, t.typ, r.Resource)
+		if r.IfNoneExist != "" {
+			out, err = e.ConditionalCreate(ctx, t.typ, r.Resource, r.IfNoneExist)
+		} else {
+			out, err = e.Create(ctx, t.typ, r.Resource)
+		}
 	case "PUT":
-		out, err = e.Update(ctx, t.typ, t.id, r.Resource, r.IfMatch)
+		if t.hasQuery && t.id == "" {
+			out, err = e.ConditionalUpdate(ctx, t.typ, r.Resource, t.rawQuery, r.IfMatch)
+		} else {
+			out, err = e.Update(ctx, t.typ, t.id, r.Resource, r.IfMatch)
+		}
 	case "PATCH":
 		var patch []byte
 		patch, err = patchBody(r.Resource)
@@ -191,7 +201,11 @@ func (e *Engine) batchEntry(ctx context.Context, r *BundleRequest) EntryResult {
 			out, err = e.Patch(ctx, t.typ, t.id, patch, r.IfMatch)
 		}
 	case "DELETE":
-		out, err = e.Delete(ctx, t.typ, t.id, r.IfMatch)
+		if t.hasQuery && t.id == "" {
+			out, err = e.ConditionalDelete(ctx, t.typ, t.rawQuery)
+		} else {
+			out, err = e.Delete(ctx, t.typ, t.id, r.IfMatch)
+		}
 	}
 	if err != nil {
 		res.Err = err
@@ -218,39 +232,51 @@ func patchBody(resource []byte) ([]byte, error) {
 	return p, nil
 }
 
-func (e *Engine) readEntry(ctx context.Context, rd storage.Reader, r *BundleRequest, t *entryTarget) EntryResult {
+// readEntry runs a GET entry as the interaction it names.
+func (e *Engine) readEntry(ctx context.Context, r *BundleRequest, t *entryTarget) EntryResult {
 	res := EntryResult{Method: r.Method}
-	if err := e.CheckType(t.typ); err != nil {
-		res.Err = err
-		return res
-	}
 	switch {
 	case t.vid != "":
-		v, err := ParseVersion(t.vid)
-		if err != nil {
-			res.Err = storage.ErrNotFound
-			return res
-		}
-		res.Resource, res.Err = rd.VRead(ctx, t.typ, t.id, v)
+		res.Resource, res.Err = e.VRead(ctx, t.typ, t.id, t.vid)
 	case t.history:
-		res.Page, res.Err = rd.History(ctx, &storage.HistoryQuery{Type: t.typ, ID: t.id})
+		res.Page, res.Err = e.History(ctx, &storage.HistoryQuery{Type: t.typ, ID: t.id})
 	case t.id != "":
-		if err := checkID(t.typ, t.id); err != nil {
+		res.Resource, res.Err = e.Read(ctx, t.typ, t.id)
+	default:
+		params, err := search.ParseParams(t.rawQuery)
+		if err != nil {
 			res.Err = err
 			return res
 		}
-		res.Resource, res.Err = rd.Read(ctx, t.typ, t.id)
-	default:
-		res.Err = fhir.Invalid(fhir.IssueNotSupported, "request.url", "search entries are not supported in a Bundle yet", "")
+		sr, err := e.Search(ctx, &SearchRequest{Types: []string{t.typ}, Params: params})
+		if err != nil {
+			res.Err = err
+			return res
+		}
+		res.Search = sr
 	}
 	return res
 }
 
+// txEntry is a transaction entry prepared before the transaction starts.
+type txEntry struct {
+	t      *entryTarget
+	o      *op
+	p      *prepared // the new version (POST, PUT)
+	patch  []byte    // PATCH
+	ifNone *search.Query
+	// cond is the resolved condition of a conditional entry: its query and
+	// the id it matched outside the transaction ("" for none).
+	cond *search.Query
+	// existing is set when a conditional create found a match.
+	existing bool
+}
+
 // transaction runs the entries of a transaction Bundle atomically, in the
-// order the specification prescribes: deletes, creates, updates and patches,
-// then reads.
+// order the specification prescribes: deletes, creates, updates and patches;
+// reads run after the commit.
 func (e *Engine) transaction(ctx context.Context, entries []BundleRequest) ([]EntryResult, error) {
-	targets := make([]*entryTarget, len(entries))
+	tes := make([]*txEntry, len(entries))
 	ids := map[string]string{} // fullUrl -> Type/id
 	for i := range entries {
 		r := &entries[i]
@@ -261,31 +287,90 @@ func (e *Engine) transaction(ctx context.Context, entries []BundleRequest) ([]En
 		if err := e.CheckType(t.typ); err != nil {
 			return nil, &EntryError{i, err}
 		}
-		targets[i] = t
+		te := &txEntry{t: t}
+		tes[i] = te
+		if r.Method == "GET" || r.Method == "HEAD" {
+			continue
+		}
+		interaction, action := map[string]string{"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}[r.Method],
+			map[string]audit.Action{"POST": audit.ActionCreate, "PUT": audit.ActionUpdate, "PATCH": audit.ActionUpdate, "DELETE": audit.ActionDelete}[r.Method]
+		o, err := e.begin(ctx, interaction, action)
+		if err != nil {
+			return nil, &EntryError{i, o.finish(ctx, err)}
+		}
+		te.o = o
 		switch r.Method {
 		case "POST":
 			if t.id != "" || t.history {
 				return nil, &EntryError{i, fhir.Invalid(fhir.IssueValue, "request.url", "POST goes to a resource type", "")}
 			}
 			t.id = e.newID()
-			if r.FullURL != "" {
-				ids[r.FullURL] = t.typ + "/" + t.id
+			if r.IfNoneExist != "" {
+				q, err := e.conditionQuery(t.typ, r.IfNoneExist)
+				if err == nil {
+					q, err = e.constrained(o, q, auth.InteractionSearch)
+				}
+				if err != nil {
+					return nil, &EntryError{i, err}
+				}
+				found, err := matches(ctx, e.store, q)
+				if err != nil {
+					return nil, &EntryError{i, err}
+				}
+				switch len(found) {
+				case 0:
+				case 1:
+					t.id, te.existing = found[0].ID, true
+				default:
+					return nil, &EntryError{i, ErrMultipleMatches}
+				}
+				te.ifNone = q
 			}
-		case "PUT", "PATCH", "DELETE":
+		case "PUT", "DELETE":
+			if t.id == "" && t.hasQuery {
+				q, err := e.conditionQuery(t.typ, t.rawQuery)
+				if err == nil {
+					q, err = e.constrained(o, q, auth.InteractionSearch)
+				}
+				if err != nil {
+					return nil, &EntryError{i, err}
+				}
+				found, err := matches(ctx, e.store, q)
+				if err != nil {
+					return nil, &EntryError{i, err}
+				}
+				switch len(found) {
+				case 0:
+					if r.Method == "PUT" {
+						if _, id, _ := fhir.Header(r.Resource); id != "" {
+							t.id = id
+						} else {
+							t.id = e.newID()
+						}
+					}
+				case 1:
+					t.id = found[0].ID
+				default:
+					return nil, &EntryError{i, ErrMultipleMatches}
+				}
+				te.cond = q
+			}
+			if t.id == "" && r.Method == "PUT" {
+				return nil, &EntryError{i, fhir.Invalid(fhir.IssueRequired, "request.url", "PUT needs Type/id or a condition", "")}
+			}
+		case "PATCH":
 			if t.id == "" {
-				return nil, &EntryError{i, fhir.Invalid(fhir.IssueNotSupported, "request.url", "conditional "+r.Method+" in a transaction is not supported yet", "")}
+				return nil, &EntryError{i, fhir.Invalid(fhir.IssueNotSupported, "request.url", "conditional PATCH is not supported", "")}
 			}
-			if r.FullURL != "" && strings.HasPrefix(r.FullURL, "urn:") {
-				ids[r.FullURL] = t.typ + "/" + t.id
-			}
+		}
+		if r.FullURL != "" && t.id != "" && (r.Method == "POST" || strings.HasPrefix(r.FullURL, "urn:")) {
+			ids[r.FullURL] = t.typ + "/" + t.id
 		}
 	}
 	// Rewrite references to fullUrls, then validate and index every write
 	// before the transaction starts.
-	writes := make([]*storage.Write, len(entries))
-	patches := make([][]byte, len(entries))
 	for i := range entries {
-		r, t := &entries[i], targets[i]
+		r, te := &entries[i], tes[i]
 		body := []byte(r.Resource)
 		if len(body) > 0 && len(ids) > 0 {
 			var err error
@@ -299,36 +384,24 @@ func (e *Engine) transaction(ctx context.Context, entries []BundleRequest) ([]En
 		}
 		switch r.Method {
 		case "POST":
-			p, err := e.prepare(t.typ, body)
+			p, err := e.prepare(te.t.typ, body)
 			if err != nil {
-				return nil, &EntryError{i, err}
+				return nil, &EntryError{i, te.o.finish(ctx, err)}
 			}
-			writes[i] = &storage.Write{Type: t.typ, ID: t.id, Body: p.body, Index: p.index, CreateOnly: true}
+			p.id = te.t.id
+			te.p = p
 		case "PUT":
-			w, err := e.updateWrite(t.typ, t.id, body, r.IfMatch)
+			w, err := e.updateWrite(te.t.typ, te.t.id, withID(body, te.t.id, te.cond != nil), r.IfMatch)
 			if err != nil {
-				return nil, &EntryError{i, err}
+				return nil, &EntryError{i, te.o.finish(ctx, err)}
 			}
-			writes[i] = w
+			te.p = &prepared{typ: te.t.typ, id: te.t.id, body: w.Body, index: w.Index}
 		case "PATCH":
 			p, err := patchBody(body)
 			if err != nil {
 				return nil, &EntryError{i, err}
 			}
-			patches[i] = p
-		case "DELETE":
-			if err := checkID(t.typ, t.id); err != nil {
-				return nil, &EntryError{i, err}
-			}
-			w := &storage.Write{Type: t.typ, ID: t.id, Delete: true}
-			if r.IfMatch != "" {
-				v, err := ParseVersion(r.IfMatch)
-				if err != nil {
-					return nil, &EntryError{i, err}
-				}
-				w.IfMatch = v
-			}
-			writes[i] = w
+			te.patch = p
 		}
 	}
 	results := make([]EntryResult, len(entries))
@@ -344,73 +417,141 @@ func (e *Engine) transaction(ctx context.Context, entries []BundleRequest) ([]En
 		return 3
 	}
 	err := e.store.Transact(ctx, func(tx storage.Tx) error {
-		for pass := 0; pass < 4; pass++ {
+		for pass := 0; pass < 3; pass++ {
 			for i := range entries {
-				r := &entries[i]
+				r, te := &entries[i], tes[i]
 				if order(r.Method) != pass {
 					continue
 				}
-				res := EntryResult{Method: r.Method}
-				switch r.Method {
-				case "GET", "HEAD":
-					res = e.readEntry(ctx, tx, r, targets[i])
-					if res.Err != nil {
-						return &EntryError{i, res.Err}
-					}
-				case "PATCH":
-					w, err := e.patchWrite(ctx, tx, targets[i].typ, targets[i].id, patches[i], r.IfMatch)
-					if err != nil {
-						return &EntryError{i, err}
-					}
-					out, err := e.write(ctx, tx, w)
-					if err != nil {
-						return &EntryError{i, err}
-					}
-					res.Resource, res.Created = out.Resource, out.Created
-				default:
-					out, err := e.write(ctx, tx, writes[i])
-					if err != nil {
-						return &EntryError{i, err}
-					}
-					res.Resource, res.Created = out.Resource, out.Created
+				res, err := e.txEntry(ctx, tx, r, te)
+				if err != nil {
+					return &EntryError{i, err}
 				}
-				results[i] = res
+				results[i] = *res
 			}
 		}
 		return nil
 	})
 	if err != nil {
+		var ee *EntryError
+		if errors.As(err, &ee) && tes[ee.Index].o != nil {
+			ee.Err = tes[ee.Index].o.finish(ctx, ee.Err)
+		}
 		return nil, err
+	}
+	for i := range entries {
+		if r := &entries[i]; r.Method == "GET" || r.Method == "HEAD" {
+			results[i] = e.readEntry(ctx, r, tes[i].t)
+		}
 	}
 	return results, nil
 }
 
-// patchWrite applies a JSON Patch to the current version of typ/id as read
-// through rd and returns the resulting write.
-func (e *Engine) patchWrite(ctx context.Context, rd storage.Reader, typ, id string, patch []byte, ifMatch string) (*storage.Write, error) {
-	if err := checkID(typ, id); err != nil {
-		return nil, err
-	}
-	ops, err := decodePatch(patch)
-	if err != nil {
-		return nil, err
-	}
-	cur, err := rd.Read(ctx, typ, id)
-	if err != nil {
-		return nil, err
-	}
-	if ifMatch != "" {
-		want, err := ParseVersion(ifMatch)
+// txEntry performs one write entry of a transaction inside tx.
+func (e *Engine) txEntry(ctx context.Context, tx storage.Tx, r *BundleRequest, te *txEntry) (*EntryResult, error) {
+	res := &EntryResult{Method: r.Method}
+	t := te.t
+	// a condition resolved before the transaction must still hold
+	for _, q := range []*search.Query{te.ifNone, te.cond} {
+		if q == nil {
+			continue
+		}
+		found, err := matches(ctx, tx, q)
 		if err != nil {
 			return nil, err
 		}
-		if cur.Version != want {
-			return nil, storage.ErrVersionConflict
+		want := ""
+		if te.existing || te.cond != nil {
+			want = t.id
+		}
+		if len(found) > 1 || len(found) == 1 && found[0].ID != want || len(found) == 0 && (te.existing || r.Method == "DELETE" && t.id != "") {
+			return nil, fmt.Errorf("%w: the condition's matches changed during the transaction; retry", storage.ErrVersionConflict)
 		}
 	}
-	patched, err := ops.Apply(cur.Body)
-	if err != nil {
-		return nil, fhir.Invalid(fhir.IssueProcessing, "", "the patch cannot be applied to the resource", err.Error())
+	if te.existing {
+		cur, err := tx.Read(ctx, t.typ, t.id)
+		if err != nil {
+			return nil, err
+		}
+		res.Resource = cur
+		return res, nil
 	}
-	return e.updateWrite(typ, id, patched, fmt.Sprint(cur.Version))
+	var cur *fhir.Resource
+	if r.Method != "POST" && t.id != "" {
+		c, err := tx.Read(ctx, t.typ, t.id)
+		switch {
+		case err == nil, errors.Is(err, storage.ErrDeleted):
+			cur = c
+		case errors.Is(err, storage.ErrNotFound):
+		default:
+			return nil, err
+		}
+	}
+	var w *storage.Write
+	var interaction auth.Interaction
+	p := te.p
+	switch r.Method {
+	case "POST":
+		interaction = auth.InteractionCreate
+		w = &storage.Write{Type: t.typ, ID: t.id, Body: p.body, Index: p.index, CreateOnly: true}
+	case "PUT":
+		interaction = auth.InteractionUpdate
+		w = &storage.Write{Type: t.typ, ID: t.id, Body: p.body, Index: p.index}
+		if r.IfMatch != "" {
+			v, err := ParseVersion(r.IfMatch)
+			if err != nil {
+				return nil, err
+			}
+			w.IfMatch = v
+		}
+	case "PATCH":
+		interaction = auth.InteractionPatch
+		if cur == nil || cur.Deleted {
+			return nil, storage.ErrNotFound
+		}
+		ops, err := decodePatch(te.patch)
+		if err != nil {
+			return nil, err
+		}
+		patched, err := ops.Apply(cur.Body)
+		if err != nil {
+			return nil, fhir.Invalid(fhir.IssueProcessing, "", "the patch cannot be applied to the resource", err.Error())
+		}
+		uw, err := e.updateWrite(t.typ, t.id, patched, r.IfMatch)
+		if err != nil {
+			return nil, err
+		}
+		w, p = uw, &prepared{typ: t.typ, id: t.id, body: uw.Body, index: uw.Index}
+	case "DELETE":
+		interaction = auth.InteractionDelete
+		if t.id == "" || cur == nil || cur.Deleted {
+			return res, nil // nothing to delete
+		}
+		w = &storage.Write{Type: t.typ, ID: t.id, Delete: true}
+		p = nil
+	}
+	if w.IfMatch != 0 && (cur == nil || cur.Version != w.IfMatch) {
+		return nil, storage.ErrVersionConflict
+	}
+	out, err := e.txWrite(ctx, tx, te.o, interaction, cur, p, w)
+	if err != nil {
+		return nil, err
+	}
+	res.Resource, res.Created = out.Resource, out.Created
+	return res, nil
+}
+
+// withID sets the id of a conditional PUT's body to the resolved id when
+// the body has none.
+func withID(body []byte, id string, conditional bool) []byte {
+	if !conditional {
+		return body
+	}
+	if _, has, _ := fhir.Header(body); has != "" {
+		return body
+	}
+	if out, err := fhir.WithID(body, id); err == nil {
+		return out
+	}
+	return body
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	"regie/auth"
+	"regie/auth/audit"
 	"regie/fhir"
 	"regie/fhir/search"
 	"regie/storage"
@@ -42,11 +44,65 @@ func matches(ctx context.Context, rd storage.Reader, q *search.Query) ([]*fhir.R
 	return page.Resources, nil
 }
 
+// txWrite checks and performs one write inside tx, with its audit record:
+// old is the current version (nil when there is none), p the new one (nil
+// for a delete).
+func (e *Engine) txWrite(ctx context.Context, tx storage.Tx, o *op, interaction auth.Interaction, old *fhir.Resource, p *prepared, w *storage.Write) (*Result, error) {
+	if old != nil && old.Deleted {
+		old = nil
+	}
+	if err := e.checkWrite(ctx, o, interaction, old, p); err != nil {
+		return nil, err
+	}
+	if old != nil && w.IfMatch == 0 {
+		w.IfMatch = old.Version
+	}
+	r, err := tx.Write(ctx, w)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Resource: r, Created: r != nil && !w.Delete && old == nil}
+	if e.audit {
+		a := o.ev
+		a.ID = e.newID()
+		if r != nil {
+			a.Resource = r.Type + "/" + r.ID + "/_history/" + r.VersionID()
+		}
+		if err := e.appendAudit(ctx, tx, &a); err != nil {
+			return nil, err
+		}
+		o.audited = true
+	}
+	return res, nil
+}
+
+// constrained returns q limited to what o's principal may read.
+func (e *Engine) constrained(o *op, q *search.Query, interaction auth.Interaction) (*search.Query, error) {
+	if o.acc == nil {
+		return q, nil
+	}
+	c, err := o.readConstraint(q.Types, interaction)
+	if err != nil {
+		return nil, err
+	}
+	q.Constraint = c
+	return q, nil
+}
+
 // ConditionalCreate creates body unless a resource matches ifNoneExist; with
 // one match it returns that resource (Created false) and writes nothing. The
 // check and the create are one serialisable transaction, so concurrent
 // conditional creates of the same resource create it once.
 func (e *Engine) ConditionalCreate(ctx context.Context, typ string, body []byte, ifNoneExist string) (*Result, error) {
+	o, err := e.begin(ctx, "create", audit.ActionCreate)
+	if err != nil {
+		return nil, o.finish(ctx, err)
+	}
+	res, err := e.conditionalCreate(ctx, o, typ, body, ifNoneExist)
+	return res, o.finish(ctx, err)
+}
+
+func (e *Engine) conditionalCreate(ctx context.Context, o *op, typ string, body []byte, ifNoneExist string) (*Result, error) {
 	p, err := e.prepare(typ, body)
 	if err != nil {
 		return nil, err
@@ -55,6 +111,10 @@ func (e *Engine) ConditionalCreate(ctx context.Context, typ string, body []byte,
 	if err != nil {
 		return nil, err
 	}
+	if q, err = e.constrained(o, q, auth.InteractionSearch); err != nil {
+		return nil, err
+	}
+	p.id = e.newID()
 	var res *Result
 	err = e.store.Transact(ctx, func(tx storage.Tx) error {
 		found, err := matches(ctx, tx, q)
@@ -63,7 +123,8 @@ func (e *Engine) ConditionalCreate(ctx context.Context, typ string, body []byte,
 		}
 		switch len(found) {
 		case 0:
-			res, err = e.write(ctx, tx, &storage.Write{Type: typ, ID: e.newID(), Body: p.body, Index: p.index, CreateOnly: true})
+			res, err = e.txWrite(ctx, tx, o, auth.InteractionCreate, nil, p,
+				&storage.Write{Type: typ, ID: p.id, Body: p.body, Index: p.index, CreateOnly: true})
 			return err
 		case 1:
 			res = &Result{Resource: found[0]}
@@ -77,12 +138,24 @@ func (e *Engine) ConditionalCreate(ctx context.Context, typ string, body []byte,
 // ConditionalUpdate updates the one resource matching condition, or creates
 // body when none matches (with the id in the body, or a new one).
 func (e *Engine) ConditionalUpdate(ctx context.Context, typ string, body []byte, condition, ifMatch string) (*Result, error) {
+	o, err := e.begin(ctx, "update", audit.ActionUpdate)
+	if err != nil {
+		return nil, o.finish(ctx, err)
+	}
+	res, err := e.conditionalUpdate(ctx, o, typ, body, condition, ifMatch)
+	return res, o.finish(ctx, err)
+}
+
+func (e *Engine) conditionalUpdate(ctx context.Context, o *op, typ string, body []byte, condition, ifMatch string) (*Result, error) {
 	p, err := e.prepare(typ, body)
 	if err != nil {
 		return nil, err
 	}
 	q, err := e.conditionQuery(typ, condition)
 	if err != nil {
+		return nil, err
+	}
+	if q, err = e.constrained(o, q, auth.InteractionSearch); err != nil {
 		return nil, err
 	}
 	var want int64
@@ -98,14 +171,18 @@ func (e *Engine) ConditionalUpdate(ctx context.Context, typ string, body []byte,
 			return err
 		}
 		w := &storage.Write{Type: typ, Body: p.body, Index: p.index, IfMatch: want}
+		var old *fhir.Resource
 		switch len(found) {
 		case 0:
 			w.ID = p.id
 			if w.ID == "" {
 				w.ID = e.newID()
 			}
+			if cur, err := tx.Read(ctx, typ, w.ID); err == nil {
+				old = cur // the body's id exists but does not match the condition
+			}
 		case 1:
-			w.ID = found[0].ID
+			w.ID, old = found[0].ID, found[0]
 			if p.id != "" && p.id != w.ID {
 				return fhir.Invalid(fhir.IssueInvalid, typ+".id", "the id in the body is not the id of the resource the condition matches",
 					fmt.Sprintf("body has %q, the match is %q", p.id, w.ID))
@@ -113,7 +190,8 @@ func (e *Engine) ConditionalUpdate(ctx context.Context, typ string, body []byte,
 		default:
 			return ErrMultipleMatches
 		}
-		res, err = e.write(ctx, tx, w)
+		np := &prepared{typ: typ, id: w.ID, body: p.body, index: p.index}
+		res, err = e.txWrite(ctx, tx, o, auth.InteractionUpdate, old, np, w)
 		return err
 	})
 	return res, err
@@ -122,11 +200,23 @@ func (e *Engine) ConditionalUpdate(ctx context.Context, typ string, body []byte,
 // ConditionalDelete deletes the one resource matching condition; none is
 // not an error; several are ErrMultipleMatches.
 func (e *Engine) ConditionalDelete(ctx context.Context, typ, condition string) (*Result, error) {
+	o, err := e.begin(ctx, "delete", audit.ActionDelete)
+	if err != nil {
+		return nil, o.finish(ctx, err)
+	}
+	res, err := e.conditionalDelete(ctx, o, typ, condition)
+	return res, o.finish(ctx, err)
+}
+
+func (e *Engine) conditionalDelete(ctx context.Context, o *op, typ, condition string) (*Result, error) {
 	if err := e.CheckType(typ); err != nil {
 		return nil, err
 	}
 	q, err := e.conditionQuery(typ, condition)
 	if err != nil {
+		return nil, err
+	}
+	if q, err = e.constrained(o, q, auth.InteractionSearch); err != nil {
 		return nil, err
 	}
 	res := &Result{}
@@ -139,7 +229,7 @@ func (e *Engine) ConditionalDelete(ctx context.Context, typ, condition string) (
 		case 0:
 			return nil
 		case 1:
-			res, err = e.write(ctx, tx, &storage.Write{Type: typ, ID: found[0].ID, Delete: true})
+			res, err = e.txWrite(ctx, tx, o, auth.InteractionDelete, found[0], nil, &storage.Write{Type: typ, ID: found[0].ID, Delete: true})
 			return err
 		}
 		return ErrMultipleMatches

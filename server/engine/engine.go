@@ -17,6 +17,9 @@ import (
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
 
+	"regie/auth"
+	"regie/auth/audit"
+	"regie/auth/policy"
 	"regie/fhir"
 	"regie/fhir/search"
 	"regie/storage"
@@ -39,6 +42,15 @@ type Config struct {
 	NewID func() string
 	// Parser parses search requests; nil builds one without a base URL.
 	Parser *search.Parser
+	// Policy decides who may do what; nil allows everything (tools and
+	// tests of the REST layer). With a policy every request needs a
+	// principal in its context (auth.WithPrincipal).
+	Policy *policy.Policy
+	// Audit makes the engine write one AuditEvent per interaction: in the
+	// same transaction as a write, and before answering a read.
+	Audit bool
+	// Notifier tells clients about break-the-glass access (may be nil).
+	Notifier Notifier
 }
 
 // Validate reports a missing part of the configuration.
@@ -63,6 +75,9 @@ type Engine struct {
 	log    *slog.Logger
 	newID  func() string
 	parser *search.Parser
+	policy *policy.Policy
+	audit  bool
+	notify Notifier
 }
 
 // New returns an Engine.
@@ -70,7 +85,8 @@ func New(cfg Config) (*Engine, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	e := &Engine{defs: cfg.Definitions, val: cfg.Validator, store: cfg.Store, idx: cfg.Indexer, log: cfg.Logger, newID: cfg.NewID, parser: cfg.Parser}
+	e := &Engine{defs: cfg.Definitions, val: cfg.Validator, store: cfg.Store, idx: cfg.Indexer, log: cfg.Logger, newID: cfg.NewID, parser: cfg.Parser,
+		policy: cfg.Policy, audit: cfg.Audit, notify: cfg.Notifier}
 	if e.parser == nil {
 		e.parser = search.NewParser(cfg.Definitions, search.Config{})
 	}
@@ -139,17 +155,37 @@ func ParseVersion(s string) (int64, error) {
 
 // Read returns the current version of typ/id.
 func (e *Engine) Read(ctx context.Context, typ, id string) (*fhir.Resource, error) {
+	o, err := e.begin(ctx, "read", audit.ActionRead)
+	if err != nil {
+		return nil, o.finish(ctx, err)
+	}
 	if err := e.CheckType(typ); err != nil {
-		return nil, err
+		return nil, o.finish(ctx, err)
 	}
 	if err := checkID(typ, id); err != nil {
-		return nil, err
+		return nil, o.finish(ctx, err)
 	}
-	return e.store.Read(ctx, typ, id)
+	r, _, err := e.visible(ctx, o, e.store, typ, id, auth.InteractionRead)
+	if r != nil {
+		o.ev.Resource = r.Type + "/" + r.ID + "/_history/" + r.VersionID()
+	}
+	return r, o.finish(ctx, err)
 }
 
 // VRead returns version vid of typ/id.
 func (e *Engine) VRead(ctx context.Context, typ, id, vid string) (*fhir.Resource, error) {
+	o, err := e.begin(ctx, "vread", audit.ActionRead)
+	if err != nil {
+		return nil, o.finish(ctx, err)
+	}
+	r, err := e.vread(ctx, o, typ, id, vid)
+	if r != nil {
+		o.ev.Resource = r.Type + "/" + r.ID + "/_history/" + r.VersionID()
+	}
+	return r, o.finish(ctx, err)
+}
+
+func (e *Engine) vread(ctx context.Context, o *op, typ, id, vid string) (*fhir.Resource, error) {
 	if err := e.CheckType(typ); err != nil {
 		return nil, err
 	}
@@ -160,7 +196,27 @@ func (e *Engine) VRead(ctx context.Context, typ, id, vid string) (*fhir.Resource
 	if err != nil {
 		return nil, storage.ErrNotFound
 	}
-	return e.store.VRead(ctx, typ, id, v)
+	// the principal must be able to see the resource as it is now
+	if _, _, err := e.visible(ctx, o, e.store, typ, id, auth.InteractionVRead); err != nil && !errors.Is(err, storage.ErrDeleted) {
+		return nil, err
+	}
+	r, err := e.store.VRead(ctx, typ, id, v)
+	if err != nil {
+		return r, err
+	}
+	if o.acc != nil {
+		d, derr := e.doc(r)
+		if derr != nil {
+			return nil, derr
+		}
+		if cerr := o.acc.CanRead(d, auth.InteractionVRead); cerr != nil {
+			if errors.Is(cerr, policy.ErrNotVisible) {
+				return nil, storage.ErrNotFound
+			}
+			return nil, cerr
+		}
+	}
+	return r, nil
 }
 
 // prepared is a validated, indexed resource ready to write.
@@ -197,22 +253,38 @@ func (e *Engine) prepare(typ string, body []byte) (*prepared, error) {
 // Create stores body as a new resource of type typ with a server-assigned id
 // (an id in the body is ignored, as the specification requires).
 func (e *Engine) Create(ctx context.Context, typ string, body []byte) (*Result, error) {
+	o, err := e.begin(ctx, "create", audit.ActionCreate)
+	if err != nil {
+		return nil, o.finish(ctx, err)
+	}
 	p, err := e.prepare(typ, body)
 	if err != nil {
-		return nil, err
+		return nil, o.finish(ctx, err)
 	}
-	return e.write(ctx, e.store, &storage.Write{Type: typ, ID: e.newID(), Body: p.body, Index: p.index, CreateOnly: true})
+	p.id = e.newID()
+	res, err := e.writeOne(ctx, o, auth.InteractionCreate, typ, p.id, 0, func(*fhir.Resource) (*storage.Write, *prepared, error) {
+		return &storage.Write{Type: typ, ID: p.id, Body: p.body, Index: p.index, CreateOnly: true}, p, nil
+	})
+	return res, o.finish(ctx, err)
 }
 
 // Update stores body as the new version of typ/id, creating it when it does
 // not exist (update as create). ifMatch, when not empty, is the version the
 // client expects to replace.
 func (e *Engine) Update(ctx context.Context, typ, id string, body []byte, ifMatch string) (*Result, error) {
+	o, err := e.begin(ctx, "update", audit.ActionUpdate)
+	if err != nil {
+		return nil, o.finish(ctx, err)
+	}
 	w, err := e.updateWrite(typ, id, body, ifMatch)
 	if err != nil {
-		return nil, err
+		return nil, o.finish(ctx, err)
 	}
-	return e.write(ctx, e.store, w)
+	p := &prepared{typ: typ, id: id, body: w.Body, index: w.Index}
+	res, err := e.writeOne(ctx, o, auth.InteractionUpdate, typ, id, w.IfMatch, func(*fhir.Resource) (*storage.Write, *prepared, error) {
+		return &storage.Write{Type: typ, ID: id, Body: w.Body, Index: w.Index}, p, nil
+	})
+	return res, o.finish(ctx, err)
 }
 
 func (e *Engine) updateWrite(typ, id string, body []byte, ifMatch string) (*storage.Write, error) {
@@ -244,41 +316,83 @@ func (e *Engine) updateWrite(typ, id string, body []byte, ifMatch string) (*stor
 
 // Delete deletes typ/id. Deleting what does not exist succeeds.
 func (e *Engine) Delete(ctx context.Context, typ, id, ifMatch string) (*Result, error) {
+	o, err := e.begin(ctx, "delete", audit.ActionDelete)
+	if err != nil {
+		return nil, o.finish(ctx, err)
+	}
+	res, err := e.delete(ctx, o, typ, id, ifMatch)
+	return res, o.finish(ctx, err)
+}
+
+func (e *Engine) delete(ctx context.Context, o *op, typ, id, ifMatch string) (*Result, error) {
 	if err := e.CheckType(typ); err != nil {
 		return nil, err
 	}
 	if err := checkID(typ, id); err != nil {
 		return nil, err
 	}
-	w := &storage.Write{Type: typ, ID: id, Delete: true}
+	var want int64
 	if ifMatch != "" {
 		v, err := ParseVersion(ifMatch)
 		if err != nil {
 			return nil, err
 		}
-		w.IfMatch = v
+		want = v
 	}
-	return e.write(ctx, e.store, w)
+	return e.writeOne(ctx, o, auth.InteractionDelete, typ, id, want, func(cur *fhir.Resource) (*storage.Write, *prepared, error) {
+		if cur == nil || cur.Deleted {
+			return nil, nil, nil // nothing to delete
+		}
+		return &storage.Write{Type: typ, ID: id, Delete: true}, nil, nil
+	})
 }
 
 // Patch applies a JSON Patch (RFC 6902) to the current version of typ/id.
 // Without ifMatch it still never loses a concurrent update: the patch is
 // applied to the version it read, and re-applied if another write came first.
 func (e *Engine) Patch(ctx context.Context, typ, id string, patch []byte, ifMatch string) (*Result, error) {
+	o, err := e.begin(ctx, "patch", audit.ActionUpdate)
+	if err != nil {
+		return nil, o.finish(ctx, err)
+	}
+	res, err := e.patch(ctx, o, typ, id, patch, ifMatch)
+	return res, o.finish(ctx, err)
+}
+
+func (e *Engine) patch(ctx context.Context, o *op, typ, id string, patch []byte, ifMatch string) (*Result, error) {
 	if err := e.CheckType(typ); err != nil {
 		return nil, err
 	}
-	for attempt := 0; ; attempt++ {
-		w, err := e.patchWrite(ctx, e.store, typ, id, patch, ifMatch)
-		if err != nil {
+	if err := checkID(typ, id); err != nil {
+		return nil, err
+	}
+	ops, err := decodePatch(patch)
+	if err != nil {
+		return nil, err
+	}
+	var want int64
+	if ifMatch != "" {
+		if want, err = ParseVersion(ifMatch); err != nil {
 			return nil, err
 		}
-		res, err := e.write(ctx, e.store, w)
-		if errors.Is(err, storage.ErrVersionConflict) && ifMatch == "" && attempt < 5 {
-			continue
-		}
-		return res, err
 	}
+	return e.writeOne(ctx, o, auth.InteractionPatch, typ, id, want, func(cur *fhir.Resource) (*storage.Write, *prepared, error) {
+		if cur == nil {
+			return nil, nil, storage.ErrNotFound
+		}
+		if cur.Deleted {
+			return nil, nil, storage.ErrDeleted
+		}
+		patched, err := ops.Apply(cur.Body)
+		if err != nil {
+			return nil, nil, fhir.Invalid(fhir.IssueProcessing, "", "the patch cannot be applied to the resource", err.Error())
+		}
+		w, err := e.updateWrite(typ, id, patched, "")
+		if err != nil {
+			return nil, nil, err
+		}
+		return w, &prepared{typ: typ, id: id, body: w.Body, index: w.Index}, nil
+	})
 }
 
 func decodePatch(patch []byte) (jsonpatch.Patch, error) {
@@ -289,31 +403,112 @@ func decodePatch(patch []byte) (jsonpatch.Patch, error) {
 	return ops, nil
 }
 
-type writer interface {
-	Write(ctx context.Context, w *storage.Write) (*fhir.Resource, error)
+// maxWriteAttempts bounds how often a write without If-Match starts over
+// because another write to the same resource came first.
+const maxWriteAttempts = 8
+
+// writeOne performs one write of typ/id as interaction: it reads the
+// current version, lets build make the write from it (a nil write means
+// nothing to do), checks the policy on the old and new versions, and
+// commits the write together with its audit record. The write is
+// conditional on the version read, so a concurrent change makes it start
+// over (or fail with a conflict when the client gave If-Match: ifMatch).
+func (e *Engine) writeOne(ctx context.Context, o *op, interaction auth.Interaction, typ, id string, ifMatch int64,
+	build func(cur *fhir.Resource) (*storage.Write, *prepared, error)) (*Result, error) {
+	for attempt := 1; ; attempt++ {
+		cur, err := e.store.Read(ctx, typ, id)
+		switch {
+		case err == nil, errors.Is(err, storage.ErrDeleted):
+		case errors.Is(err, storage.ErrNotFound):
+			cur = nil
+		default:
+			return nil, err
+		}
+		if ifMatch != 0 && (cur == nil || cur.Version != ifMatch) {
+			return nil, storage.ErrVersionConflict
+		}
+		w, p, err := build(cur)
+		if err != nil {
+			return nil, err
+		}
+		var old *fhir.Resource
+		if cur != nil && !cur.Deleted {
+			old = cur
+		}
+		if err := e.checkWrite(ctx, o, interaction, old, p); err != nil {
+			return nil, err
+		}
+		if w == nil {
+			return &Result{}, nil
+		}
+		if old != nil {
+			w.IfMatch = old.Version
+		} else {
+			w.CreateOnly = true
+		}
+		res, err := e.commitWrite(ctx, o, w)
+		if (errors.Is(err, storage.ErrVersionConflict) || errors.Is(err, storage.ErrExists)) && ifMatch == 0 && attempt < maxWriteAttempts {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		res.Created = res.Resource != nil && !w.Delete && old == nil
+		return res, nil
+	}
 }
 
-func (e *Engine) write(ctx context.Context, s writer, w *storage.Write) (*Result, error) {
-	r, err := s.Write(ctx, w)
+// commitWrite stores w, together with the interaction's audit record when
+// auditing is on, in one transaction.
+func (e *Engine) commitWrite(ctx context.Context, o *op, w *storage.Write) (*Result, error) {
+	if !e.audit {
+		r, err := e.store.Write(ctx, w)
+		if err != nil {
+			return nil, err
+		}
+		return &Result{Resource: r}, nil
+	}
+	var res *Result
+	ev := o.ev
+	ev.ID = e.newID()
+	err := e.store.Transact(ctx, func(tx storage.Tx) error {
+		r, err := tx.Write(ctx, w)
+		if err != nil {
+			return err
+		}
+		res = &Result{Resource: r}
+		a := ev
+		if r != nil {
+			a.Resource = r.Type + "/" + r.ID + "/_history/" + r.VersionID()
+		}
+		return e.appendAudit(ctx, tx, &a)
+	})
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Resource: r}
-	if r != nil && !w.Delete && (r.Version == 1 || w.CreateOnly) {
-		res.Created = true
-	}
-	if r != nil && !w.Delete && !res.Created {
-		// an update of a deleted resource re-creates it
-		if prev, err := s.(storage.Reader).VRead(ctx, r.Type, r.ID, r.Version-1); err != nil && errors.Is(err, storage.ErrDeleted) || (prev != nil && prev.Deleted) {
-			res.Created = true
-		}
-	}
+	o.audited = true
 	return res, nil
 }
 
 // History returns a page of versions: of one resource, of a type, or of
 // everything.
 func (e *Engine) History(ctx context.Context, q *storage.HistoryQuery) (*storage.Page, error) {
+	interaction := "history-system"
+	switch {
+	case q.ID != "":
+		interaction = "history-instance"
+	case q.Type != "":
+		interaction = "history-type"
+	}
+	o, err := e.begin(ctx, interaction, audit.ActionRead)
+	if err != nil {
+		return nil, o.finish(ctx, err)
+	}
+	page, err := e.history(ctx, o, q)
+	return page, o.finish(ctx, err)
+}
+
+func (e *Engine) history(ctx context.Context, o *op, q *storage.HistoryQuery) (*storage.Page, error) {
 	if q.Type != "" {
 		if err := e.CheckType(q.Type); err != nil {
 			return nil, err
@@ -323,10 +518,43 @@ func (e *Engine) History(ctx context.Context, q *storage.HistoryQuery) (*storage
 		if err := checkID(q.Type, q.ID); err != nil {
 			return nil, err
 		}
-		// the history of a resource that never existed is a 404
-		if _, err := e.store.Read(ctx, q.Type, q.ID); err != nil && !errors.Is(err, storage.ErrDeleted) {
+		// the history of a resource that never existed, or that the
+		// principal may not see, is a 404
+		if _, _, err := e.visible(ctx, o, e.store, q.Type, q.ID, auth.InteractionHistory); err != nil && !errors.Is(err, storage.ErrDeleted) {
 			return nil, err
 		}
+		o.ev.Resource = q.Type + "/" + q.ID
 	}
-	return e.store.History(ctx, q)
+	if o.acc != nil {
+		var types []string
+		if q.Type != "" {
+			types = []string{q.Type}
+		}
+		c, err := o.readConstraint(types, auth.InteractionHistory)
+		if err != nil {
+			return nil, err
+		}
+		q.Constraint = c
+	}
+	page, err := e.store.History(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	e.touchPage(o, page.Resources)
+	return page, nil
+}
+
+// touchPage records the patients of the returned resources in the audit event.
+func (e *Engine) touchPage(o *op, rs []*fhir.Resource) {
+	if e.policy == nil || !e.audit {
+		return
+	}
+	for _, r := range rs {
+		if r.Deleted || r.Body == nil {
+			continue
+		}
+		if d, err := e.doc(r); err == nil {
+			o.touched(d)
+		}
+	}
 }
