@@ -81,6 +81,7 @@ func NewIndexer(defs *fhir.Definitions, cfg IndexerConfig) (*Indexer, error) {
 	}
 	cache := map[string]evaluator{}
 	compile := func(src string) (evaluator, error) {
+		src = fhirTypeNames(defs, src)
 		if e, ok := cache[src]; ok {
 			return e, nil
 		}

@@ -232,6 +232,12 @@ func TestIndexConformance(t *testing.T) {
 				"component-code-value-quantity#1:quantity{Group=1 LoF=119.5 HiF=120.5 Num=120 UnitSystem=http://unitsofmeasure.org UnitCode=mm[Hg] CanonUnit=Pa CanonLo=15932 CanonHi=16065.3 Canon=15998.7}",
 				"component-code-value-quantity#1:quantity{Group=2 LoF=79.5 HiF=80.5 Num=80 UnitSystem=http://unitsofmeasure.org UnitCode=mm[Hg] CanonUnit=Pa CanonLo=10599.1 CanonHi=10732.5 Canon=10665.8}",
 			}},
+		{"composite with a System type name (as(DateTime))", "Observation",
+			`{"resourceType":"Observation","status":"final","code":{"coding":[{"code":"x"}]},"valueDateTime":"2020-01-02"}`,
+			[]string{"code-value-date"}, []string{
+				"code-value-date#0:token{Group=1 Code=x}",
+				"code-value-date#1:date{Group=1 Lo=2020-01-02T00:00:00Z Hi=2020-01-02T23:59:59.999999Z}",
+			}},
 		{"composite with %resource", "MolecularSequence",
 			`{"resourceType":"MolecularSequence","coordinateSystem":0,"referenceSeq":{"chromosome":{"coding":[{"code":"1"}]},"windowStart":10,"windowEnd":20},"variant":[{"start":12,"end":13}]}`,
 			[]string{"chromosome-variant-coordinate"}, []string{
@@ -331,4 +337,21 @@ func TestIndexConcurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+func TestFHIRTypeNames(t *testing.T) {
+	defs := loadDefs(t)
+	for in, want := range map[string]string{
+		"value.as(DateTime) | value.as(Period)": "value.as(dateTime) | value.as(Period)",
+		"(Observation.value as DateTime)":       "(Observation.value as dateTime)",
+		"x.ofType(Quantity)":                    "x.ofType(Quantity)",
+		"Patient.deceased is Boolean":           "Patient.deceased is boolean",
+		"a.alias(DateTime)":                     "a.alias(DateTime)",
+		"a.where(b = 'as(DateTime)')":           "a.where(b = 'as(DateTime)')",
+		"a.where(b = 'it\\'s') as DateTime":     "a.where(b = 'it\\'s') as dateTime",
+	} {
+		if got := fhirTypeNames(defs, in); got != want {
+			t.Errorf("%q: got %q, want %q", in, got, want)
+		}
+	}
 }

@@ -25,6 +25,56 @@ func exprForType(defs *fhir.Definitions, rt, expr string) string {
 	return strings.Join(kept, " | ")
 }
 
+// fhirTypeNames rewrites type names in as(), ofType() and the as/is
+// operators that are not FHIR types but whose lower-case-initial form is a
+// FHIR primitive type: R4's Observation code-value-date reads
+// "value.as(DateTime)", which names System.DateTime and so never matches
+// an element; the FHIR dateTime is meant.
+func fhirTypeNames(defs *fhir.Definitions, src string) string {
+	var b strings.Builder
+	for i := 0; i < len(src); {
+		if c := src[i]; c == '\'' || c == '`' || c == '"' {
+			k := i + 1
+			for k < len(src) && src[k] != c {
+				if src[k] == '\\' {
+					k++
+				}
+				k++
+			}
+			k = min(k+1, len(src))
+			b.WriteString(src[i:k])
+			i = k
+			continue
+		}
+		j := -1
+		for _, kw := range []string{"as(", "ofType(", " as ", " is "} {
+			if strings.HasPrefix(src[i:], kw) && (kw[0] == ' ' || i == 0 || !isIdentChar(src[i-1], false)) {
+				j = i + len(kw)
+				break
+			}
+		}
+		if j < 0 {
+			b.WriteByte(src[i])
+			i++
+			continue
+		}
+		k := j
+		for k < len(src) && isIdentChar(src[k], k == j) {
+			k++
+		}
+		name := src[j:k]
+		if name != "" && defs.Type(name) == nil {
+			if low := strings.ToLower(name[:1]) + name[1:]; defs.Type(low) != nil && defs.Type(low).Kind == fhir.KindPrimitive {
+				name = low
+			}
+		}
+		b.WriteString(src[i:j])
+		b.WriteString(name)
+		i = k
+	}
+	return b.String()
+}
+
 // splitUnion splits a FHIRPath expression at its top-level '|' operators.
 func splitUnion(expr string) []string {
 	var parts []string
