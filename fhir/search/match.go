@@ -222,7 +222,8 @@ type Resolver interface {
 
 // Eval reports whether d matches e, following chains and _has through r.
 // It is the reference evaluator of the query tree: slow (it scans), but
-// the definition stores are tested against. A nil e matches.
+// the definition stores are tested against. A nil e matches. With a nil r,
+// Chain and Has nodes match nothing.
 func Eval(e Expr, d *Doc, r Resolver) bool {
 	switch x := e.(type) {
 	case nil:
@@ -255,6 +256,9 @@ func Eval(e Expr, d *Doc, r Resolver) bool {
 		}
 		return x.Matches(d.Entries)
 	case *Chain:
+		if r == nil {
+			return false
+		}
 		for i := range d.Entries {
 			en := &d.Entries[i]
 			if en.Param != x.Param || en.URL != "" || en.RefID == "" || en.RefType != x.Target {
@@ -266,6 +270,9 @@ func Eval(e Expr, d *Doc, r Resolver) bool {
 		}
 		return false
 	case *Has:
+		if r == nil {
+			return false
+		}
 		for _, o := range r.Docs(x.Type) {
 			refers := false
 			for i := range o.Entries {

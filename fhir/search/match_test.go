@@ -220,6 +220,11 @@ func TestEvalChainsAndColumns(t *testing.T) {
 			t.Errorf("%s on %s: got %v, want %v", c.query, c.doc, got, c.want)
 		}
 	}
+	// Without a resolver, chains and _has match nothing (and do not panic).
+	if Eval(&Chain{Param: "subject", Target: "Patient", Where: nil}, docs["Observation/x1"], nil) ||
+		Eval(&Has{Type: "Observation", Param: "patient"}, docs["Patient/p1"], nil) {
+		t.Error("chain or _has matched without a resolver")
+	}
 }
 
 func TestCompartmentConstraint(t *testing.T) {
