@@ -13,3 +13,8 @@ type Mailer interface {
 type SMSSender interface {
 	SendSMS(ctx context.Context, to, text string) error
 }
+
+// Mailer returns the broker's mailer: the configured one, or in dev mode
+// the outbox at /dev/outbox. Other parts of Regie send their e-mail
+// (notifications to clients) through it.
+func (b *Broker) Mailer() Mailer { return b.cfg.Mailer }

@@ -29,8 +29,17 @@ func (s *Server) routes() {
 	})
 	s.app.Get("/metrics", s.metricsHandler())
 
+	s.mountIdentity()
 	f := s.app.Group(FHIRPath, s.negotiate)
 	f.Get("/metadata", s.metadata)
+	if s.cfg.SMARTConfiguration != nil {
+		f.Get("/.well-known/smart-configuration", func(c *fiber.Ctx) error {
+			c.Set(fiber.HeaderContentType, "application/json")
+			return c.Send(s.cfg.SMARTConfiguration)
+		})
+	}
+	// everything below needs a principal when an authenticator is configured
+	f.Use(s.authenticate)
 	f.Get("/", s.searchSystem)
 	f.Post("/", s.bundle)
 	f.Post("/_search", s.searchSystem)

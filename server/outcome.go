@@ -79,6 +79,10 @@ func outcomeFor(err error) (int, []issue) {
 		return fiber.StatusBadRequest, []issue{{Severity: "error", Code: "invalid", Details: "the paging cursor is not valid (anymore); start the search again", Expression: "_cursor"}}
 	case errors.Is(err, storage.ErrUnsupported):
 		return fiber.StatusBadRequest, []issue{{Severity: "error", Code: "not-supported", Details: "this request is not supported"}}
+	case isStepUp(err):
+		return fiber.StatusForbidden, []issue{{Severity: "error", Code: "security", Details: "this needs a second factor passed in the last five minutes; authenticate again with max_age=300 or acr_values"}}
+	case errors.Is(err, engine.ErrBreakGlassReason):
+		return fiber.StatusBadRequest, []issue{{Severity: "error", Code: "invalid", Details: "a break-the-glass reason needs at least 10 characters", Expression: "X-Regie-Break-Glass"}}
 	case errors.Is(err, auth.ErrUnauthenticated):
 		return fiber.StatusUnauthorized, []issue{{Severity: "error", Code: "login", Details: "authentication is required"}}
 	case errors.Is(err, auth.ErrForbidden):
@@ -166,6 +170,9 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 		s.log.ErrorContext(c.UserContext(), "request failed", slog.String("request_id", rid), slog.String("route", routeOf(c)), slog.Any("error", err))
 	} else {
 		s.log.DebugContext(c.UserContext(), "client error", slog.String("request_id", rid), slog.Int("status", status), slog.String("error", err.Error()))
+	}
+	if isStepUp(err) {
+		c.Set(fiber.HeaderWWWAuthenticate, `Bearer error="insufficient_user_authentication", error_description="a fresh second factor is required", max_age=300`)
 	}
 	if status == fiber.StatusUnauthorized {
 		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="regie"`)

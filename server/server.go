@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -41,6 +42,16 @@ type Config struct {
 	// Ready reports whether the server can serve (the store is reachable);
 	// nil means always ready.
 	Ready func(ctx context.Context) error
+	// Identity serves the identity broker's endpoints (OpenID Provider,
+	// login, account pages); nil serves none.
+	Identity http.Handler
+	// Authenticator establishes the principal of FHIR API requests from
+	// their bearer token; nil leaves the FHIR API open (tools and tests).
+	Authenticator Authenticator
+	// SMARTConfiguration is served at /fhir/.well-known/smart-configuration.
+	SMARTConfiguration []byte
+	// Dev mounts the development endpoints under /dev/.
+	Dev bool
 }
 
 func (c *Config) setDefaults() {

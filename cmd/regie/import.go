@@ -60,6 +60,7 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 	}
 	sort.Strings(files)
+	ctx = adminContext(ctx, "import")
 	var n, failed int
 	for _, f := range files {
 		k, bad, err := importFile(ctx, c, f, stderr)

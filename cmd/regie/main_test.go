@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -73,9 +74,12 @@ func TestServeGracefulShutdown(t *testing.T) {
 	defer cancel()
 	var logs syncBuffer
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"serve", "--listen", addr, "--data", data}, io.Discard, &logs) }()
+	go func() {
+		done <- run(ctx, []string{"serve", "--dev", "--demo=false", "--listen", addr, "--data", data}, io.Discard, &logs)
+	}()
 	base := "http://" + addr
 	waitReady(t, base, done)
+	token := systemToken(t, base)
 
 	const n = 5000
 	var tx strings.Builder
@@ -94,7 +98,10 @@ func TestServeGracefulShutdown(t *testing.T) {
 	}
 	res := make(chan answer, 1)
 	go func() {
-		resp, err := http.Post(base+"/fhir", "application/fhir+json", strings.NewReader(tx.String()))
+		req, _ := http.NewRequest("POST", base+"/fhir", strings.NewReader(tx.String()))
+		req.Header.Set("Content-Type", "application/fhir+json")
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			res <- answer{err: err}
 			return
@@ -128,10 +135,12 @@ func TestServeGracefulShutdown(t *testing.T) {
 	ctx2, cancel2 := context.WithCancel(context.Background())
 	done2 := make(chan error, 1)
 	go func() {
-		done2 <- run(ctx2, []string{"serve", "--listen", addr, "--data", data}, io.Discard, io.Discard)
+		done2 <- run(ctx2, []string{"serve", "--dev", "--demo=false", "--listen", addr, "--data", data}, io.Discard, io.Discard)
 	}()
 	waitReady(t, base, done2)
-	resp, err := http.Get(base + fmt.Sprintf("/fhir/Patient/p%d", n-1))
+	req, _ := http.NewRequest("GET", base+fmt.Sprintf("/fhir/Patient/p%d", n-1), nil)
+	req.Header.Set("Authorization", "Bearer "+systemToken(t, base))
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil || resp.StatusCode != 200 {
 		t.Errorf("after restart: %v %v", resp, err)
 	}
@@ -158,4 +167,24 @@ func waitReady(t *testing.T, base string, done chan error) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatal("server not ready")
+}
+
+// systemToken gets an access token for the dev system client.
+func systemToken(t *testing.T, base string) string {
+	t.Helper()
+	req, _ := http.NewRequest("POST", base+"/oauth/token", strings.NewReader("grant_type=client_credentials&scope=system/*.cruds"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth("regie-dev", "regie-dev-secret")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil || tok.AccessToken == "" {
+		t.Fatalf("token: %d %v", resp.StatusCode, err)
+	}
+	return tok.AccessToken
 }

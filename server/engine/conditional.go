@@ -61,6 +61,9 @@ func (e *Engine) txWrite(ctx context.Context, tx storage.Tx, o *op, interaction 
 	if err != nil {
 		return nil, err
 	}
+	// before the commit, so that no one sees the new relationships with
+	// access computed from the old ones for longer than the commit takes
+	e.changed(w.Type)
 	res := &Result{Resource: r, Created: r != nil && !w.Delete && old == nil}
 	if e.audit {
 		a := o.ev

@@ -99,6 +99,11 @@ func New(cfg Config) (*Engine, error) {
 	return e, nil
 }
 
+// SetNotifier sets how clients are told about break-the-glass access; it
+// is set after construction because the notifier (the identity broker's
+// mailer) needs the engine itself.
+func (e *Engine) SetNotifier(n Notifier) { e.notify = n }
+
 // Definitions returns the definitions the engine runs on.
 func (e *Engine) Definitions() *fhir.Definitions { return e.defs }
 
@@ -454,6 +459,7 @@ func (e *Engine) writeOne(ctx context.Context, o *op, interaction auth.Interacti
 			return nil, err
 		}
 		res.Created = res.Resource != nil && !w.Delete && old == nil
+		e.changed(w.Type)
 		return res, nil
 	}
 }
@@ -556,5 +562,13 @@ func (e *Engine) touchPage(o *op, rs []*fhir.Resource) {
 		if d, err := e.doc(r); err == nil {
 			o.touched(d)
 		}
+	}
+}
+
+// changed tells the policy that a resource of typ was written, so that
+// relationships derived from it are recomputed.
+func (e *Engine) changed(typ string) {
+	if e.policy != nil {
+		e.policy.Changed(typ)
 	}
 }

@@ -2,7 +2,11 @@ package engine
 
 import (
 	"context"
+	"strings"
 	"time"
+
+	"regie/auth"
+	"regie/auth/audit"
 
 	"regie/fhir"
 	"regie/fhir/search"
@@ -34,8 +38,34 @@ type SearchResult struct {
 	Canonical string
 }
 
-// Search runs a search.
+// Search runs a search. The access policy's constraint is added to the
+// query, so matches, includes, totals and paging only ever contain what the
+// principal may see.
 func (e *Engine) Search(ctx context.Context, r *SearchRequest) (*SearchResult, error) {
+	interaction := "search-type"
+	switch {
+	case r.Compartment != "":
+		interaction = "search-compartment"
+	case len(r.Types) == 0:
+		interaction = "search-system"
+	}
+	o, err := e.begin(ctx, interaction, audit.ActionExecute)
+	if err != nil {
+		return nil, o.finish(ctx, err)
+	}
+	res, err := e.search(ctx, o, r)
+	if res != nil {
+		o.ev.Query = res.Canonical
+		if r.Compartment != "" {
+			o.ev.Query = r.Compartment + "/" + r.CompartmentID + "/" + strings.Join(r.Types, ",") + "?" + res.Canonical
+		} else if len(r.Types) == 1 {
+			o.ev.Query = r.Types[0] + "?" + res.Canonical
+		}
+	}
+	return res, o.finish(ctx, err)
+}
+
+func (e *Engine) search(ctx context.Context, o *op, r *SearchRequest) (*SearchResult, error) {
 	for _, t := range r.Types {
 		if err := e.CheckType(t); err != nil {
 			return nil, err
@@ -60,27 +90,128 @@ func (e *Engine) Search(ctx context.Context, r *SearchRequest) (*SearchResult, e
 			q.Where = search.And{c, q.Where}
 		}
 	}
+	if o.acc != nil {
+		if o.ri.BreakGlass != "" {
+			if pid := searchedPatient(r, q); pid != "" {
+				if _, err := e.breakGlass(ctx, o, pid); err != nil {
+					return nil, err
+				}
+			}
+		}
+		c, err := o.readConstraint(e.returnedTypes(q), auth.InteractionSearch)
+		if err != nil {
+			return nil, err
+		}
+		q.Constraint = c
+	}
 	page, err := e.store.Search(ctx, q)
 	if err != nil {
 		return nil, err
 	}
+	e.touchPage(o, page.Resources)
+	e.touchPage(o, page.Included)
 	return &SearchResult{Query: q, Page: page, Warnings: warnings, Canonical: canonical}, nil
 }
 
+// returnedTypes lists the types a search can return: the searched types and
+// those its includes and revincludes can add (nil: every type).
+func (e *Engine) returnedTypes(q *search.Query) []string {
+	if len(q.Types) == 0 {
+		return nil
+	}
+	types := append([]string(nil), q.Types...)
+	add := func(t string) bool {
+		if t == "" || t == "*" {
+			return false
+		}
+		if !contains(types, t) {
+			types = append(types, t)
+		}
+		return true
+	}
+	for _, inc := range q.Include {
+		if inc.Target != "" {
+			add(inc.Target)
+			continue
+		}
+		if inc.Iterate {
+			return nil
+		}
+		for _, src := range q.Types {
+			if inc.Source != src && inc.Source != "*" {
+				continue
+			}
+			params := []*fhir.SearchParam{e.defs.SearchParam(src, inc.Param)}
+			if inc.Param == "*" {
+				params = e.defs.SearchParams(src)
+			}
+			for _, p := range params {
+				if p == nil || p.Type != fhir.ParamReference {
+					continue
+				}
+				if len(p.Target) == 0 {
+					return nil
+				}
+				for _, t := range p.Target {
+					if t == "Resource" || !add(t) {
+						return nil
+					}
+				}
+			}
+		}
+	}
+	for _, inc := range q.RevInclude {
+		if inc.Iterate || !add(inc.Source) {
+			return nil
+		}
+	}
+	return types
+}
+
+// searchedPatient returns the patient a search is about, for
+// break-the-glass: the compartment's owner, or the patient named by a
+// patient, subject or _id parameter.
+func searchedPatient(r *SearchRequest, q *search.Query) string {
+	if r.Compartment == "Patient" {
+		return r.CompartmentID
+	}
+	var found string
+	var walk func(x search.Expr)
+	walk = func(x search.Expr) {
+		switch x := x.(type) {
+		case search.And:
+			for _, y := range x {
+				walk(y)
+			}
+		case *search.Match:
+			for _, v := range x.Values {
+				switch {
+				case (x.Param == "patient" || x.Param == "subject") && (v.RefType == "Patient" || v.RefType == "") && v.RefID != "":
+					found = v.RefID
+				case x.Param == "_id" && len(q.Types) == 1 && q.Types[0] == "Patient" && len(x.Values) == 1:
+					found = v.Code
+				}
+			}
+		}
+	}
+	walk(q.Where)
+	return found
+}
+
 // SearchParams returns the search parameters of typ that searches can use:
-// those the indexer indexes, and the ones stores answer from their own
-// columns (_id, _lastUpdated).
+// the ones the indexer extracts (including _id and _lastUpdated, which
+// stores answer from their own columns).
 func (e *Engine) SearchParams(typ string) []*fhir.SearchParam {
+	if ps, ok := e.idx.(interface {
+		Params(string) []*fhir.SearchParam
+	}); ok {
+		return ps.Params(typ)
+	}
 	var out []*fhir.SearchParam
 	for _, code := range []string{"_id", "_lastUpdated"} {
 		if p := e.defs.SearchParam(typ, code); p != nil {
 			out = append(out, p)
 		}
-	}
-	if ps, ok := e.idx.(interface {
-		Params(string) []*fhir.SearchParam
-	}); ok {
-		out = append(out, ps.Params(typ)...)
 	}
 	return out
 }
