@@ -47,11 +47,22 @@ func (v *view) search(ctx context.Context, q *search.Query) (*storage.Page, erro
 	if err != nil {
 		return nil, err
 	}
+	if m, ok := q.Where.(*search.Match); !ok || len(m.Values) != 1 || m.Type != fhir.ParamToken || m.Modifier != "" ||
+		m.Values[0].AnySystem || m.Values[0].Code == "" || m.Param == "_id" || len(c.args) != 4 {
+		c.direct = ""
+	}
 	args := append([]any{tid}, c.args...)
 	base := " FROM resources r WHERE r.tid = ? AND r.deleted = 0 AND (" + cond + ")"
 	countOnly := q.Summary == search.SummaryCount
 	if q.Total == search.TotalAccurate || q.Total == search.TotalEstimate || (countOnly && q.Total != search.TotalNone) {
-		if err := v.st.db.QueryRowContext(ctx, "SELECT count(*)"+base, args...).Scan(&page.Total); err != nil {
+		countSQL, countArgs := "SELECT count(*)"+base, args
+		if c.direct != "" {
+			// One exact token: its index rows are one per matching resource
+			// (deleted resources have none, and pid implies the type), so
+			// count them where they lie.
+			countSQL, countArgs = c.direct, c.args
+		}
+		if err := v.st.db.QueryRowContext(ctx, countSQL, countArgs...).Scan(&page.Total); err != nil {
 			return nil, ctxOr(ctx, err)
 		}
 	}
@@ -101,6 +112,8 @@ type compiler struct {
 	v    *view
 	tid  int64
 	args []any
+	// direct counts the matches of a lone exact token on its index table.
+	direct string
 }
 
 func unsupported(what string) error {
@@ -186,6 +199,9 @@ func (c *compiler) match(m *search.Match) (string, error) {
 					sub("idx_token", "sid = ?", sid)
 				} else {
 					sub("idx_token", "code = ? AND sid = ?", v.Code, sid)
+					c.direct = "SELECT count(*) FROM idx_token WHERE pid = ? AND code = ? AND sid = ? AND grp = ?"
+					c.args = append(c.args, 0)
+					ors[len(ors)-1] = "r.rid IN (SELECT rid FROM idx_token WHERE pid = ? AND code = ? AND sid = ? AND grp = ?)"
 				}
 			}
 		case m.Type == fhir.ParamReference && m.Modifier == "":
