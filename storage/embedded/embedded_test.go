@@ -1,8 +1,12 @@
 package embedded_test
 
 import (
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -59,5 +63,64 @@ func TestLastUpdatedWithABadClock(t *testing.T) {
 			t.Fatalf("write %d at %v, not after %v", i, r.LastUpdated, prev)
 		}
 		prev = r.LastUpdated
+	}
+}
+
+// A data directory whose path needs escaping in a SQLite URI.
+func TestOddPath(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "my data #1?x=y&z%20")
+	s, err := embedded.Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Write(t.Context(), &storage.Write{Type: "Patient", ID: "p", Body: []byte(`{"resourceType":"Patient"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, embedded.FileName)); err != nil {
+		t.Fatalf("database not in the data directory: %v", err)
+	}
+}
+
+// Close while others read and write: every call either succeeds or
+// reports ErrClosed, and nothing hangs.
+func TestCloseWhileBusy(t *testing.T) {
+	s, err := embedded.Open(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var ok, closed atomic.Int64
+	check := func(err error) {
+		switch {
+		case err == nil, errors.Is(err, storage.ErrNotFound):
+			ok.Add(1)
+		case errors.Is(err, storage.ErrClosed):
+			closed.Add(1)
+		default:
+			t.Errorf("unexpected error: %v", err)
+		}
+	}
+	for g := range 8 {
+		wg.Go(func() {
+			for i := 0; closed.Load() < 100; i++ {
+				_, err := s.Write(t.Context(), &storage.Write{Type: "Patient", ID: fmt.Sprint("p", g, "-", i), Body: []byte(`{"resourceType":"Patient"}`)})
+				check(err)
+				_, err = s.Read(t.Context(), "Patient", fmt.Sprint("p", g, "-", i))
+				check(err)
+				_, err = s.PutRecord(t.Context(), &storage.Record{Kind: "k", Key: fmt.Sprint(g)}, storage.AnyVersion)
+				check(err)
+			}
+		})
+	}
+	time.Sleep(100 * time.Millisecond)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if ok.Load() == 0 {
+		t.Fatal("nothing succeeded before Close")
 	}
 }
