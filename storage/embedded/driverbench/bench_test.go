@@ -19,15 +19,12 @@ type drv struct {
 	name, driver, dsn string
 }
 
+// drivers lists the candidates. mattn and ncruces both register
+// "sqlite3": build with -ldflags="-X github.com/mattn/go-sqlite3.driverName=sqlite3_mattn".
 var drivers = []drv{
 	{"modernc", "sqlite", "file:%s?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_txlock=immediate"},
 	{"ncruces", "sqlite3", "file:%s?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_txlock=immediate"},
 	{"mattn-cgo", "sqlite3_mattn", "file:%s?_journal_mode=WAL&_synchronous=FULL&_busy_timeout=10000&_txlock=immediate"},
-}
-
-func init() {
-	// mattn registers "sqlite3" too; ncruces registers first under that
-	// name only if imported first, so register mattn's driver explicitly.
 }
 
 const nRows = 20000

@@ -4,7 +4,10 @@
 // transaction and an index range count. It is a separate module so that the
 // drivers not chosen stay out of Regie's build; run it with
 //
-//	cd storage/embedded/driverbench && go test -bench . -count 5
+//	cd storage/embedded/driverbench
+//	go test -run '^$' -bench . -count 5 -benchtime 2s \
+//	    -ldflags="-X github.com/mattn/go-sqlite3.driverName=sqlite3_mattn"
 //
+// (mattn's driver registers the same name as ncruces'; the flag renames it.)
 // The results are recorded in docs/benchmarks.md ("SQLite driver").
 package driverbench
