@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -199,6 +200,19 @@ func (d *devMode) token(w http.ResponseWriter, r *http.Request) {
 	g.Sub = b.pairwiseSub(b.clients[DevClientID], g.Account)
 	if r.PostForm.Get("second_factor") == "1" {
 		g.SecondFactorTime = now
+	}
+	if a := r.PostForm.Get("second_factor_age"); a != "" {
+		secs, err := strconv.Atoi(a)
+		if err != nil || secs < 0 {
+			writeOAuthError(w, http.StatusBadRequest, "invalid_request", "second_factor_age is a number of seconds")
+			return
+		}
+		g.SecondFactorTime = now.Add(-time.Duration(secs) * time.Second)
+	}
+	if sc := r.PostForm.Get("scope"); sc != "" {
+		// narrower scopes than the defaults, for testing scope checks
+		g.Scopes = append([]string{"openid", "fhirUser"}, strings.Fields(sc)...)
+		scopes = g.Scopes
 	}
 	switch {
 	case actingFor != "":

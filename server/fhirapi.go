@@ -47,6 +47,7 @@ func (s *Server) routes() {
 	f.Get("/:type/_history", s.history)
 	f.Get("/:type/:id/_history", s.history)
 	f.Get("/:type/:id/_history/:vid", s.vread)
+	f.Get("/Patient/:id/$everything", s.everything)
 	f.Get("/:comp/:id/:type", s.searchCompartment)
 	f.Get("/:type/:id", s.read)
 	f.Get("/:type", s.searchType)

@@ -185,3 +185,21 @@ func (s *Server) searchBundle(res *engine.SearchResult, path string) ([]byte, er
 	}
 	return w.done(), nil
 }
+
+func (s *Server) everything(c *fiber.Ctx) error {
+	id := c.Params("id")
+	setInteraction(c, "operation", "Patient")
+	params, err := searchParams(c)
+	if err != nil {
+		return err
+	}
+	res, err := s.eng.Everything(c.UserContext(), id, params)
+	if err != nil {
+		return err
+	}
+	body, err := s.searchBundle(res, s.fhirURL+"/Patient/"+id+"/$everything")
+	if err != nil {
+		return err
+	}
+	return send(c, fiber.StatusOK, body)
+}

@@ -120,15 +120,27 @@ func (a *Access) isStaffWithCare() bool {
 	return a.roles[RoleCoach] || a.roles[RoleBehaviouralScientist] || a.roles[RoleStaff] || len(a.full) > 0
 }
 
+// isStaff reports whether the principal is a professional.
+func (a *Access) isStaff() bool {
+	return strings.HasPrefix(a.ref, "Practitioner/") && a.p.Kind != auth.KindSystem
+}
+
+// participantOnly reports whether typ is a message or action type.
+func (p *Policy) participantOnly(typ string) bool {
+	_, ok := p.rules.Participants[typ]
+	return ok
+}
+
 // ReadConstraint returns what the principal may read of typ, as a
 // constraint to add to queries. (nil, nil) means no restriction. An error
-// wrapping auth.ErrForbidden means the principal may never read typ.
+// wrapping auth.ErrForbidden means the principal may never read typ: that
+// depends on the principal, the type and the interaction only.
 func (a *Access) ReadConstraint(typ string, interaction auth.Interaction) (search.Expr, error) {
-	scope, err := a.scopeConstraint(typ, interaction)
+	c, err := a.readPolicy(typ)
 	if err != nil {
 		return nil, err
 	}
-	c, err := a.readPolicy(typ)
+	scope, err := a.scopeConstraint(typ, interaction)
 	if err != nil {
 		return nil, err
 	}
@@ -137,43 +149,48 @@ func (a *Access) ReadConstraint(typ string, interaction auth.Interaction) (searc
 
 func (a *Access) readPolicy(typ string) (search.Expr, error) {
 	p := a.pol
+	forbidden := fmt.Errorf("%w: %s is not readable for this principal", auth.ErrForbidden, typ)
 	if a.unrestricted {
 		return nil, nil
 	}
 	if p.directory[typ] {
 		return nil, nil
 	}
-	forbidden := fmt.Errorf("%w: %s is not readable for this principal", auth.ErrForbidden, typ)
 	inPC := p.InPatientCompartment(typ)
+	part := p.participant(typ, a.ref)
 	switch {
 	case a.p.Kind == auth.KindSystem:
+		// an organisation's system client sees its organisation's dossiers,
+		// but never messages and actions: it takes part in none
+		if p.participantOnly(typ) || contains(p.rules.Restricted, typ) {
+			return nil, forbidden
+		}
 		if !inPC {
-			if contains(p.rules.Restricted, typ) {
-				return nil, forbidden
-			}
 			return nil, nil
 		}
-		return and(p.compartment(typ, a.patientsWhere(func(bool) bool { return true })), nil), nil
+		return p.compartment(typ, a.patientsWhere(func(bool) bool { return true })), nil
 
 	case a.client != "":
-		if !inPC {
+		if !inPC && part == nil {
 			return nil, forbidden
 		}
-		if !a.full[a.client] {
+		if !a.full[a.client] && !contains(p.rules.ClosedClientRead, typ) {
+			// a closed dossier at an organisation that ends access: the
+			// client keeps their own record, consents and access log
 			return nothing, nil
 		}
-		return and(p.compartment(typ, []string{a.client}), p.participant(typ, a.ref)), nil
+		if !inPC {
+			return part, nil
+		}
+		return and(p.compartment(typ, []string{a.client}), part), nil
 
 	case a.related != "":
-		if typ == "RelatedPerson" {
-			return &search.Match{Param: "_id", Type: fhir.ParamToken, Values: []search.Value{{AnySystem: true, Code: a.related}}}, nil
-		}
-		if contains(p.rules.RelatedNoRead, typ) || !inPC {
-			return nil, forbidden
-		}
-		if part := p.participant(typ, a.ref); part != nil {
+		if part != nil {
 			if a.relatedPatient == "" {
 				return nothing, nil
+			}
+			if !inPC {
+				return part, nil
 			}
 			return and(p.compartment(typ, []string{a.relatedPatient}), part), nil
 		}
@@ -185,27 +202,27 @@ func (a *Access) readPolicy(typ string) (search.Expr, error) {
 		}
 		return p.compartment(typ, []string{a.relatedPatient}), nil
 
-	case strings.HasPrefix(a.ref, "Practitioner/"):
+	case a.isStaff():
 		var or search.Or
 		if a.roles[RoleReferrer] && typ == "ServiceRequest" {
 			_, id, _ := strings.Cut(a.ref, "/")
 			or = append(or, ref("requester", "Practitioner", id))
 		}
-		if !a.isStaffWithCare() || contains(p.rules.StaffNoRead, typ) {
+		if !a.isStaffWithCare() || contains(p.rules.StaffNoRead, typ) || contains(p.rules.Restricted, typ) {
 			if len(or) == 0 {
 				return nil, forbidden
 			}
 			return or, nil
 		}
-		if !inPC {
-			if contains(p.rules.Restricted, typ) {
-				return nil, forbidden
-			}
+		switch {
+		case !inPC && part != nil:
+			or = append(or, part)
+		case !inPC:
 			return nil, nil
-		}
-		ids := a.patientsWhere(func(bool) bool { return true })
-		if len(ids) > 0 {
-			or = append(or, and(p.compartment(typ, ids), p.participant(typ, a.ref)))
+		default:
+			if ids := a.patientsWhere(func(bool) bool { return true }); len(ids) > 0 {
+				or = append(or, and(p.compartment(typ, ids), part))
+			}
 		}
 		if len(or) == 1 {
 			return or[0], nil
@@ -213,6 +230,65 @@ func (a *Access) readPolicy(typ string) (search.Expr, error) {
 		return or, nil
 	}
 	return nil, forbidden
+}
+
+// WriteGate decides, before anything is looked up, whether the principal
+// may ever perform interaction (create, update, patch or delete) on typ. It
+// returns nil or an error wrapping auth.ErrForbidden.
+func (a *Access) WriteGate(typ string, interaction auth.Interaction) error {
+	p := a.pol
+	forbidden := func(why string) error {
+		return fmt.Errorf("%w: %s of %s: %s", auth.ErrForbidden, interaction, typ, why)
+	}
+	if typ == "AuditEvent" {
+		return forbidden("AuditEvents are written by Regie only and never change")
+	}
+	if err := auth.CheckScope(a.p, typ, interaction); err != nil {
+		return err
+	}
+	if a.unrestricted {
+		return nil
+	}
+	switch {
+	case a.p.Kind == auth.KindSystem:
+		if p.participantOnly(typ) || contains(p.rules.Restricted, typ) {
+			return forbidden("system clients take part in no messages or actions")
+		}
+		return nil
+	case a.client != "":
+		rule := p.rules.ClientWrite[typ]
+		if rule == nil || rule.expr(interaction) == nil {
+			return forbidden("clients do not do this")
+		}
+		if !a.clientOpen && !contains(p.rules.ClosedClientWrite, typ) {
+			return forbidden("the dossier is closed")
+		}
+		return nil
+	case a.related != "":
+		rule := p.rules.RelatedWrite[typ]
+		if rule == nil || rule.expr(interaction) == nil {
+			return forbidden("related persons read what is shared with them")
+		}
+		return nil
+	case a.isStaff():
+		if a.roles[RoleHelpdesk] && contains(p.rules.HelpdeskWrite, typ) {
+			return nil
+		}
+		if a.roles[RoleReferrer] && typ == "ServiceRequest" && interaction == auth.InteractionCreate {
+			return nil
+		}
+		if p.directory[typ] {
+			return forbidden("the directory is managed by the helpdesk")
+		}
+		if !a.isStaffWithCare() {
+			return forbidden("this role does not write dossiers")
+		}
+		if contains(p.rules.StaffNoWrite, typ) || contains(p.rules.Restricted, typ) {
+			return forbidden("professionals do not write this")
+		}
+		return nil
+	}
+	return forbidden("not allowed")
 }
 
 // scopeConstraint applies the principal's SMART scopes: the interaction
@@ -234,14 +310,19 @@ func (a *Access) scopeConstraint(typ string, interaction auth.Interaction) (sear
 			if pid == "" && strings.HasPrefix(a.p.Subject, "Patient/") {
 				pid = idOf(a.p.Subject, "Patient")
 			}
-			if pid == "" || !a.pol.InPatientCompartment(typ) {
-				if a.pol.directory[typ] {
-					or = append(or, nil)
-					continue
-				}
-				continue
+			if pid == "" {
+				pid = a.relatedPatient
 			}
-			c = a.pol.compartment(typ, []string{pid})
+			switch {
+			case a.pol.directory[typ] || a.pol.participantOnly(typ) && !a.pol.InPatientCompartment(typ):
+				// the directory, and actions (outside the compartment,
+				// visible to their participants only, which the policy
+				// decides)
+			case pid == "" || !a.pol.InPatientCompartment(typ):
+				continue
+			default:
+				c = a.pol.compartment(typ, []string{pid})
+			}
 		}
 		for _, f := range g.Constraints {
 			q, _, err := a.pol.parser.Parse([]string{typ}, []search.Param{{Name: f.Param, Value: f.Value}}, search.Options{Strict: true})
@@ -320,68 +401,54 @@ func (p *Policy) PatientsOf(d *Doc) []string {
 
 // CheckWrite decides a create, update, patch or delete: old is the current
 // version (nil for a create), new the version to write (nil for a delete).
-// It returns nil, or an error wrapping auth.ErrForbidden (the type or the
-// change is not allowed), ErrNotVisible (the resource belongs to a dossier
-// the principal may not see) or ErrStepUp.
+// It returns nil, or an error wrapping ErrNotVisible (the current version
+// is in a dossier the principal may not see), auth.ErrForbidden or
+// ErrStepUp.
 func (a *Access) CheckWrite(ctx context.Context, interaction auth.Interaction, old, new *Doc) error {
-	d := new
-	if d == nil {
-		d = old
-	}
-	typ := d.Type
-	p := a.pol
-	forbidden := func(why string) error { return fmt.Errorf("%w: %s", auth.ErrForbidden, why) }
-	if typ == "AuditEvent" && (old != nil || !a.unrestricted) {
-		return forbidden("AuditEvents are written by Regie and cannot be changed")
-	}
-	if _, err := a.scopeConstraint(typ, interaction); err != nil {
+	typ := docType(old, new)
+	if err := a.WriteGate(typ, interaction); err != nil {
 		return err
 	}
-	// What is written must be, before and after, within what the principal
-	// may read (scope filters included).
-	for _, doc := range []*Doc{old, new} {
-		if doc == nil {
-			continue
-		}
-		if err := a.CanRead(doc, auth.InteractionRead); err != nil {
-			if errors.Is(err, ErrNotVisible) && doc == new && old == nil && a.mayCreateOutside(ctx, new) {
-				continue
-			}
-			if errors.Is(err, ErrNotVisible) && doc == new && old != nil {
-				return forbidden("the change would move the resource out of what you may see")
-			}
+	p := a.pol
+	forbidden := func(why string) error { return fmt.Errorf("%w: %s", auth.ErrForbidden, why) }
+	// The current version must be visible (else it does not exist for the
+	// principal), and what is written must stay within what they may read.
+	if old != nil {
+		if err := a.CanRead(old, auth.InteractionRead); err != nil {
 			return err
+		}
+	}
+	if new != nil {
+		if err := a.CanRead(new, auth.InteractionRead); err != nil {
+			if !errors.Is(err, ErrNotVisible) {
+				return err
+			}
+			if old != nil || !a.mayCreateOutside(ctx, new) {
+				return forbidden("you could not see the result: it belongs to a dossier or conversation you have no access to")
+			}
 		}
 	}
 	if a.unrestricted || a.p.Kind == auth.KindSystem {
 		return nil
 	}
+	if new != nil && old == nil {
+		if rule := p.rules.authorship[typ]; rule != nil {
+			if err := a.evalRule(ctx, rule, new); err != nil {
+				return forbidden("you can only write in your own name")
+			}
+		}
+	}
 	switch {
 	case a.client != "":
-		return a.clientWrite(ctx, interaction, old, new)
+		return a.personWrite(ctx, p.rules.ClientWrite, interaction, old, new)
 	case a.related != "":
-		if typ == "Communication" && old == nil && new != nil {
-			return a.ruleHolds(ctx, `sender.reference = %principal and recipient.exists() and recipient.all(reference in %coaches)`, new)
-		}
-		return forbidden("related persons read what is shared with them; they write only messages")
-	case strings.HasPrefix(a.ref, "Practitioner/"):
+		return a.personWrite(ctx, p.rules.RelatedWrite, interaction, old, new)
+	case a.isStaff():
 		if a.roles[RoleHelpdesk] && contains(p.rules.HelpdeskWrite, typ) {
 			return nil
 		}
 		if a.roles[RoleReferrer] && typ == "ServiceRequest" && old == nil {
-			return a.ruleHolds(ctx, `requester.reference = %principal`, new)
-		}
-		if p.directory[typ] && !(a.roles[RoleCoach] && typ == "PractitionerRole") {
-			return forbidden("the directory is managed by the helpdesk")
-		}
-		if !a.isStaffWithCare() {
-			return forbidden("this role does not write dossiers")
-		}
-		if !p.InPatientCompartment(typ) {
-			if contains(p.rules.Restricted, typ) {
-				return forbidden(typ + " is written by system clients only")
-			}
-			return nil
+			return a.ruleHolds(ctx, `requester.reference = %principal and performer.empty()`, new)
 		}
 		for _, doc := range []*Doc{old, new} {
 			if doc == nil {
@@ -389,7 +456,7 @@ func (a *Access) CheckWrite(ctx context.Context, interaction auth.Interaction, o
 			}
 			for _, pid := range p.PatientsOf(doc) {
 				if w, ok := a.full[pid]; ok && !w {
-					return forbidden("the dossier is closed: read-only")
+					return forbidden("read-only: the dossier is closed, or opened by break-the-glass")
 				}
 			}
 		}
@@ -398,52 +465,51 @@ func (a *Access) CheckWrite(ctx context.Context, interaction auth.Interaction, o
 	return forbidden("not allowed")
 }
 
+func docType(old, new *Doc) string {
+	if new != nil {
+		return new.Type
+	}
+	return old.Type
+}
+
 // mayCreateOutside reports whether a professional may create d although it
-// is not (yet) in a dossier they can see: coaches register new clients,
-// open their episodes and form care teams.
+// is not (yet) in a dossier they can see: coaches register new clients and
+// open their episodes.
 func (a *Access) mayCreateOutside(ctx context.Context, d *Doc) bool {
 	if !a.roles[RoleCoach] || !contains(a.pol.rules.CoachCreate, d.Type) {
 		return false
 	}
-	switch d.Type {
-	case "EpisodeOfCare":
+	if d.Type == "EpisodeOfCare" {
 		return a.ruleHolds(ctx, `careManager.reference = %principal`, d) == nil
-	case "CareTeam":
-		return a.ruleHolds(ctx, `participant.member.reference contains %principal`, d) == nil
 	}
 	return true
 }
 
-func (a *Access) clientWrite(ctx context.Context, interaction auth.Interaction, old, new *Doc) error {
-	d := new
-	if d == nil {
-		return fmt.Errorf("%w: clients do not delete", auth.ErrForbidden)
-	}
-	rule := a.pol.rules.ClientWrite[d.Type]
-	if rule == nil {
-		return fmt.Errorf("%w: clients do not write %s", auth.ErrForbidden, d.Type)
-	}
-	expr := rule.create
-	if old != nil {
-		expr = rule.update
-	}
-	if expr == nil {
-		return fmt.Errorf("%w: clients may not %s %s", auth.ErrForbidden, interaction, d.Type)
+// personWrite applies a client's or related person's write rule.
+func (a *Access) personWrite(ctx context.Context, rules map[string]*WriteRule, interaction auth.Interaction, old, new *Doc) error {
+	typ := docType(old, new)
+	rule := rules[typ]
+	if rule == nil || rule.expr(interaction) == nil {
+		return fmt.Errorf("%w: %s of %s is not yours to do", auth.ErrForbidden, interaction, typ)
 	}
 	if rule.FreshSecondFactor && !a.FreshSecondFactor() {
 		return ErrStepUp
 	}
-	if err := a.evalRule(ctx, expr, new); err != nil {
+	d := new
+	if d == nil {
+		d = old
+	}
+	if err := a.evalRule(ctx, rule.expr(interaction), d); err != nil {
 		return err
 	}
-	if old != nil && len(rule.Elements) > 0 {
+	if old != nil && new != nil && len(rule.Elements) > 0 {
 		changed, err := changedMembers(old.Body, new.Body)
 		if err != nil {
 			return err
 		}
 		for _, m := range changed {
 			if !contains(rule.Elements, m) {
-				return fmt.Errorf("%w: clients may change only %s of %s", auth.ErrForbidden, strings.Join(rule.Elements, ", "), d.Type)
+				return fmt.Errorf("%w: you may change only %s of %s", auth.ErrForbidden, strings.Join(rule.Elements, ", "), typ)
 			}
 		}
 	}
@@ -477,14 +543,16 @@ func (a *Access) evalRule(ctx context.Context, expr *fhirpath.Expression, d *Doc
 	if a.related != "" && a.relatedPatient != "" {
 		coaches = a.pol.coachesOf(ctx, a.relatedPatient)
 	}
+	young := fhirpath.Collection{fhirpath.Boolean(a.youngChild)}
 	var cs fhirpath.Collection
 	for _, c := range coaches {
 		cs = append(cs, fhirpath.String(c))
 	}
 	env := &fhirpath.Env{Vars: map[string]fhirpath.Collection{
-		"principal":   {fhirpath.String(a.ref)},
-		"principalId": {fhirpath.String(pid)},
-		"coaches":     cs,
+		"principal":         {fhirpath.String(a.ref)},
+		"principalId":       {fhirpath.String(pid)},
+		"coaches":           cs,
+		"actsForYoungChild": young,
 	}}
 	res, err := expr.Evaluate(ctx, root, env)
 	if err != nil {
@@ -498,14 +566,18 @@ func (a *Access) evalRule(ctx context.Context, expr *fhirpath.Expression, d *Doc
 	return fmt.Errorf("%w: %s does not satisfy %q", auth.ErrForbidden, d.Type, expr.String())
 }
 
-// coachesOf returns the care managers of a patient's episodes.
+// coachesOf returns the care managers of a patient's open episodes.
 func (p *Policy) coachesOf(ctx context.Context, pid string) []string {
 	eps, err := p.search(ctx, "EpisodeOfCare", ref("patient", "Patient", pid))
 	if err != nil {
 		return nil
 	}
 	var out []string
+	now := p.now()
 	for _, r := range eps {
+		if ep := episodeOf(r); ep.closed(now) {
+			continue
+		}
 		if cm := episodeOf(r).careManager; cm != "" && !contains(out, "Practitioner/"+cm) {
 			out = append(out, "Practitioner/"+cm)
 		}

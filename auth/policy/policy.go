@@ -58,29 +58,92 @@ var defaultRules []byte
 
 // Rules are the access rules that are data (rules.json).
 type Rules struct {
-	Directory     []string            `json:"directory"`
-	Participants  map[string][]string `json:"participants"`
-	Parts         map[string][]string `json:"parts"`
-	StaffNoRead   []string            `json:"staffNoRead"`
-	RelatedNoRead []string            `json:"relatedNoRead"`
-	HelpdeskWrite []string            `json:"helpdeskWrite"`
-	CoachCreate   []string            `json:"coachCreate"`
+	// Directory types are readable by everyone authenticated.
+	Directory []string `json:"directory"`
+	// Participants lists, per message or action type, the reference
+	// parameters that name the people taking part; only they see it.
+	Participants map[string][]string `json:"participants"`
+	// Parts maps dossier parts (Consent codes) to resource types.
+	Parts map[string][]string `json:"parts"`
+	// StaffNoRead and StaffNoWrite are types professionals never read or write.
+	StaffNoRead  []string `json:"staffNoRead"`
+	StaffNoWrite []string `json:"staffNoWrite"`
+	// ClosedClientRead and ClosedClientWrite are what a client still reads
+	// and writes when their dossier is closed and unreadable.
+	ClosedClientRead  []string `json:"closedClientRead"`
+	ClosedClientWrite []string `json:"closedClientWrite"`
+	HelpdeskWrite     []string `json:"helpdeskWrite"`
+	CoachCreate       []string `json:"coachCreate"`
 	// Restricted types are read and written by unrestricted system clients
 	// only: their content cannot be attributed to a dossier.
-	Restricted  []string              `json:"restricted"`
-	ClientWrite map[string]*WriteRule `json:"clientWrite"`
+	Restricted []string `json:"restricted"`
+	// Authorship rules hold for every resource a person creates: the
+	// author-like elements must name the principal.
+	Authorship map[string]string `json:"authorship"`
+	// ClientWrite and RelatedWrite say what clients and related persons
+	// may write.
+	ClientWrite  map[string]*WriteRule `json:"clientWrite"`
+	RelatedWrite map[string]*WriteRule `json:"relatedWrite"`
+
+	authorship map[string]*fhirpath.Expression
 }
 
-// WriteRule says when a client may create or update a resource type: a
-// FHIRPath expression over the new resource (with %principal, the client's
-// reference, %principalId, their id, and %coaches, the references of their
-// care managers), and for updates the elements they may change.
+// WriteRule says when a person may create, update or delete a resource
+// type: FHIRPath expressions over the resource (the new version; the old
+// one for delete) with %principal (their reference), %principalId (their
+// id), %coaches (the care managers of the open episodes of the dossier) and
+// %actsForYoungChild (a parent with authority acting for a child under
+// 12), and for updates the elements they may change.
 type WriteRule struct {
 	Create            string   `json:"create"`
 	Update            string   `json:"update"`
+	Delete            string   `json:"delete"`
 	Elements          []string `json:"elements"`
 	FreshSecondFactor bool     `json:"freshSecondFactor"`
-	create, update    *fhirpath.Expression
+
+	create, update, delete *fhirpath.Expression
+}
+
+// expr returns the rule's expression for an interaction, or nil.
+func (r *WriteRule) expr(interaction auth.Interaction) *fhirpath.Expression {
+	switch interaction {
+	case auth.InteractionCreate:
+		return r.create
+	case auth.InteractionUpdate, auth.InteractionPatch:
+		return r.update
+	case auth.InteractionDelete:
+		return r.delete
+	}
+	return nil
+}
+
+func (r *Rules) compile() error {
+	for _, set := range []map[string]*WriteRule{r.ClientWrite, r.RelatedWrite} {
+		for typ, w := range set {
+			for _, x := range []struct {
+				src string
+				dst **fhirpath.Expression
+			}{{w.Create, &w.create}, {w.Update, &w.update}, {w.Delete, &w.delete}} {
+				if x.src == "" {
+					continue
+				}
+				e, err := fhirpath.Compile(x.src)
+				if err != nil {
+					return fmt.Errorf("policy: write rule of %s: %w", typ, err)
+				}
+				*x.dst = e
+			}
+		}
+	}
+	r.authorship = map[string]*fhirpath.Expression{}
+	for typ, src := range r.Authorship {
+		e, err := fhirpath.Compile(src)
+		if err != nil {
+			return fmt.Errorf("policy: authorship rule of %s: %w", typ, err)
+		}
+		r.authorship[typ] = e
+	}
+	return nil
 }
 
 // Source is what the policy reads relationships from: the store, without
@@ -144,18 +207,8 @@ func New(cfg Config) (*Policy, error) {
 			return nil, fmt.Errorf("policy: rules: %w", err)
 		}
 	}
-	for typ, r := range rules.ClientWrite {
-		var err error
-		if r.Create != "" {
-			if r.create, err = fhirpath.Compile(r.Create); err != nil {
-				return nil, fmt.Errorf("policy: client create rule of %s: %w", typ, err)
-			}
-		}
-		if r.Update != "" {
-			if r.update, err = fhirpath.Compile(r.Update); err != nil {
-				return nil, fmt.Errorf("policy: client update rule of %s: %w", typ, err)
-			}
-		}
+	if err := rules.compile(); err != nil {
+		return nil, err
 	}
 	p := &Policy{
 		defs: cfg.Definitions, src: cfg.Source, records: cfg.Records, parser: cfg.Parser, rules: rules,
@@ -222,10 +275,16 @@ type Access struct {
 	orgs  map[string]bool
 	// client is set for a citizen in care reading their own dossier
 	client string
-	// coaches are the care managers of the client's episodes
+	// clientOpen: the client has an open episode (closed dossiers are
+	// read-only for the client, contact details and consents aside)
+	clientOpen bool
+	// coaches are the care managers of the client's open episodes
 	coaches []string
 	// a related person and the patient they belong to
 	related, relatedPatient string
+	// youngChild: the related person has parental authority over a child
+	// under 12 and acts for them
+	youngChild bool
 	// notes on why access is as it is (for audit and debugging)
 	breakGlass map[string]bool
 }
@@ -387,27 +446,21 @@ func (p *Policy) clientAccess(ctx context.Context, a *Access, pid string) error 
 	}
 	now := p.now()
 	readable := len(eps) == 0 // a client without any episode still sees their own record
-	coaches := map[string]bool{}
 	for _, r := range eps {
 		ep := episodeOf(r)
-		if ep.careManager != "" {
-			coaches["Practitioner/"+ep.careManager] = true
-		}
 		if !ep.closed(now) {
-			readable = true
+			readable, a.clientOpen = true, true
+			if ep.careManager != "" && !contains(a.coaches, "Practitioner/"+ep.careManager) {
+				a.coaches = append(a.coaches, "Practitioner/"+ep.careManager)
+			}
 			continue
 		}
 		if ep.org == "" || p.closedAccess(ctx, ep.org) {
 			readable = true
 		}
 	}
-	for c := range coaches {
-		a.coaches = append(a.coaches, c)
-	}
 	sort.Strings(a.coaches)
-	if readable {
-		a.full[pid] = true
-	}
+	a.full[pid] = readable
 	return nil
 }
 
@@ -506,6 +559,7 @@ func (p *Policy) relatedAccess(ctx context.Context, a *Access, rid string) error
 			}
 		}
 	}
+	a.youngChild = gezag && age >= 0 && age < 12
 	types := map[string]bool{}
 	for part := range parts {
 		for _, t := range p.rules.Parts[part] {
@@ -672,7 +726,9 @@ func (p *Policy) staffAccess(ctx context.Context, a *Access, xid string) error {
 	}
 	var teamIDs []search.Value
 	for _, t := range teams {
-		teamIDs = append(teamIDs, search.Value{RefType: "CareTeam", RefID: t.ID})
+		if memberNow(t, "Practitioner/"+xid, now) {
+			teamIDs = append(teamIDs, search.Value{RefType: "CareTeam", RefID: t.ID})
+		}
 	}
 	var where search.Expr = ref("care-manager", "Practitioner", xid)
 	if len(teamIDs) > 0 {
@@ -696,7 +752,7 @@ func (p *Policy) staffAccess(ctx context.Context, a *Access, xid string) error {
 			_, pid, _ := strings.Cut(rec.Key, "|")
 			if fhir.ValidID(pid) {
 				if _, ok := a.full[pid]; !ok {
-					a.full[pid] = true
+					a.full[pid] = false // break-the-glass opens a dossier for reading only
 				}
 				a.breakGlass[pid] = true
 			}
@@ -707,6 +763,37 @@ func (p *Policy) staffAccess(ctx context.Context, a *Access, xid string) error {
 		}
 	}
 	return nil
+}
+
+// memberNow reports whether who is an active participant of care team r at now.
+func memberNow(r *fhir.Resource, who string, now time.Time) bool {
+	var ct struct {
+		Status      string `json:"status"`
+		Participant []struct {
+			Member struct{ Reference string }  `json:"member"`
+			Period struct{ Start, End string } `json:"period"`
+		} `json:"participant"`
+	}
+	if json.Unmarshal(r.Body, &ct) != nil {
+		return false
+	}
+	switch ct.Status {
+	case "inactive", "entered-in-error":
+		return false
+	}
+	for _, pt := range ct.Participant {
+		if pt.Member.Reference != who && idOf(pt.Member.Reference, "Practitioner") != strings.TrimPrefix(who, "Practitioner/") {
+			continue
+		}
+		if lo, _, ok := dateRange(pt.Period.Start); ok && now.Before(lo) {
+			continue
+		}
+		if _, hi, ok := dateRange(pt.Period.End); ok && now.After(hi) {
+			continue
+		}
+		return true
+	}
+	return false
 }
 
 // ref is a reference Match: param = Type/id.

@@ -79,7 +79,20 @@ func (e *Engine) begin(ctx context.Context, interaction string, action audit.Act
 		return o, err
 	}
 	o.acc = acc
+	if o.ri.BreakGlass != "" && !acc.FreshSecondFactor() {
+		// break-the-glass needs a fresh second factor, whatever it would open
+		return o, policy.ErrStepUp
+	}
 	return o, nil
+}
+
+// writeGate refuses, before anything is looked up, a write the principal
+// may never do on typ.
+func (o *op) writeGate(typ string, interaction auth.Interaction) error {
+	if o.acc == nil {
+		return nil
+	}
+	return o.acc.WriteGate(typ, interaction)
 }
 
 // restricted reports whether the policy limits this principal.

@@ -295,6 +295,9 @@ func (e *Engine) transaction(ctx context.Context, entries []BundleRequest) ([]En
 		interaction, action := map[string]string{"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}[r.Method],
 			map[string]audit.Action{"POST": audit.ActionCreate, "PUT": audit.ActionUpdate, "PATCH": audit.ActionUpdate, "DELETE": audit.ActionDelete}[r.Method]
 		o, err := e.begin(ctx, interaction, action)
+		if err == nil {
+			err = o.writeGate(t.typ, auth.Interaction(interaction))
+		}
 		if err != nil {
 			return nil, &EntryError{i, o.finish(ctx, err)}
 		}

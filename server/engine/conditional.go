@@ -106,6 +106,12 @@ func (e *Engine) ConditionalCreate(ctx context.Context, typ string, body []byte,
 }
 
 func (e *Engine) conditionalCreate(ctx context.Context, o *op, typ string, body []byte, ifNoneExist string) (*Result, error) {
+	if err := e.CheckType(typ); err != nil {
+		return nil, err
+	}
+	if err := o.writeGate(typ, auth.InteractionCreate); err != nil {
+		return nil, err
+	}
 	p, err := e.prepare(typ, body)
 	if err != nil {
 		return nil, err
@@ -150,6 +156,12 @@ func (e *Engine) ConditionalUpdate(ctx context.Context, typ string, body []byte,
 }
 
 func (e *Engine) conditionalUpdate(ctx context.Context, o *op, typ string, body []byte, condition, ifMatch string) (*Result, error) {
+	if err := e.CheckType(typ); err != nil {
+		return nil, err
+	}
+	if err := o.writeGate(typ, auth.InteractionUpdate); err != nil {
+		return nil, err
+	}
 	p, err := e.prepare(typ, body)
 	if err != nil {
 		return nil, err
@@ -213,6 +225,9 @@ func (e *Engine) ConditionalDelete(ctx context.Context, typ, condition string) (
 
 func (e *Engine) conditionalDelete(ctx context.Context, o *op, typ, condition string) (*Result, error) {
 	if err := e.CheckType(typ); err != nil {
+		return nil, err
+	}
+	if err := o.writeGate(typ, auth.InteractionDelete); err != nil {
 		return nil, err
 	}
 	q, err := e.conditionQuery(typ, condition)

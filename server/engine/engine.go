@@ -262,6 +262,12 @@ func (e *Engine) Create(ctx context.Context, typ string, body []byte) (*Result, 
 	if err != nil {
 		return nil, o.finish(ctx, err)
 	}
+	if err := e.CheckType(typ); err != nil {
+		return nil, o.finish(ctx, err)
+	}
+	if err := o.writeGate(typ, auth.InteractionCreate); err != nil {
+		return nil, o.finish(ctx, err)
+	}
 	p, err := e.prepare(typ, body)
 	if err != nil {
 		return nil, o.finish(ctx, err)
@@ -279,6 +285,12 @@ func (e *Engine) Create(ctx context.Context, typ string, body []byte) (*Result, 
 func (e *Engine) Update(ctx context.Context, typ, id string, body []byte, ifMatch string) (*Result, error) {
 	o, err := e.begin(ctx, "update", audit.ActionUpdate)
 	if err != nil {
+		return nil, o.finish(ctx, err)
+	}
+	if err := e.CheckType(typ); err != nil {
+		return nil, o.finish(ctx, err)
+	}
+	if err := o.writeGate(typ, auth.InteractionUpdate); err != nil {
 		return nil, o.finish(ctx, err)
 	}
 	w, err := e.updateWrite(typ, id, body, ifMatch)
@@ -420,6 +432,9 @@ const maxWriteAttempts = 8
 // over (or fail with a conflict when the client gave If-Match: ifMatch).
 func (e *Engine) writeOne(ctx context.Context, o *op, interaction auth.Interaction, typ, id string, ifMatch int64,
 	build func(cur *fhir.Resource) (*storage.Write, *prepared, error)) (*Result, error) {
+	if err := o.writeGate(typ, interaction); err != nil {
+		return nil, err
+	}
 	for attempt := 1; ; attempt++ {
 		cur, err := e.store.Read(ctx, typ, id)
 		switch {

@@ -215,3 +215,46 @@ func (e *Engine) SearchParams(typ string) []*fhir.SearchParam {
 	}
 	return out
 }
+
+// Everything is Patient/$everything: the patient and every resource of
+// their dossier (the Patient compartment) that the principal may see, as
+// one paged search. Params may carry _count, _type and the cursor.
+func (e *Engine) Everything(ctx context.Context, id string, params []search.Param) (*SearchResult, error) {
+	o, err := e.begin(ctx, "operation", audit.ActionExecute)
+	if err != nil {
+		return nil, o.finish(ctx, err)
+	}
+	o.ev.Operation = "everything"
+	res, err := e.everything(ctx, o, id, params)
+	if res != nil {
+		o.ev.Query = "Patient/" + id + "/$everything?" + res.Canonical
+	}
+	return res, o.finish(ctx, err)
+}
+
+func (e *Engine) everything(ctx context.Context, o *op, id string, params []search.Param) (*SearchResult, error) {
+	if err := checkID("Patient", id); err != nil {
+		return nil, err
+	}
+	if o.acc != nil {
+		if _, err := o.acc.ReadConstraint("Patient", auth.InteractionOperation); err != nil {
+			return nil, err
+		}
+	}
+	if _, _, err := e.visible(ctx, o, e.store, "Patient", id, auth.InteractionOperation); err != nil {
+		return nil, err
+	}
+	o.ev.Resource = "Patient/" + id
+	types := e.defs.Compartment("Patient").Types()
+	if !contains(types, "Patient") {
+		types = append(types, "Patient")
+	}
+	var kept []search.Param
+	for _, p := range params {
+		switch p.Name {
+		case "_count", "_type", "_cursor", "_total":
+			kept = append(kept, p)
+		}
+	}
+	return e.search(ctx, o, &SearchRequest{Types: types, Compartment: "Patient", CompartmentID: id, Params: kept})
+}
