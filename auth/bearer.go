@@ -73,7 +73,11 @@ func (b *Broker) AuthenticateBearer(ctx context.Context, authorization string, _
 	// a token whose signature and claims were checked before skips the
 	// signature check; expiry and revocation are checked every time
 	h := sha256.Sum256([]byte(tok))
-	if jti, ok := b.verified.get(h, b.now()); ok {
+	now := b.now()
+	if jti, p, ok := b.verified.get(h, now); ok {
+		if p != nil {
+			return p, nil // its record was seen moments ago
+		}
 		rec, err := b.loadAccessToken(ctx, jti)
 		if err != nil {
 			if !errors.Is(err, storage.ErrNotFound) {
@@ -81,7 +85,9 @@ func (b *Broker) AuthenticateBearer(ctx context.Context, authorization string, _
 			}
 			return nil, invalid("the access token is revoked or expired")
 		}
-		return rec.Grant.principal(), nil
+		p := rec.Grant.principal()
+		b.verified.checked(h, p, now)
+		return p, nil
 	}
 	ctx = op.ContextWithIssuer(ctx, b.issuer)
 	v := b.provider.AccessTokenVerifier(ctx)
@@ -103,8 +109,16 @@ func (b *Broker) AuthenticateBearer(ctx context.Context, authorization string, _
 		return nil, invalid("the access token does not match its grant")
 	}
 	b.verified.put(h, claims.JWTID, claims.Expiration.AsTime())
-	return rec.Grant.principal(), nil
+	p := rec.Grant.principal()
+	b.verified.checked(h, p, now)
+	return p, nil
 }
+
+// recheckAfter bounds how long a verified token's record is trusted without
+// reading it again. Revocation in this process takes effect at once (it
+// forgets the token); revocation by another instance sharing the store
+// takes effect within this time.
+const recheckAfter = 2 * time.Second
 
 // verifiedTokens remembers recently verified access tokens (by hash) so that
 // the RSA signature is checked once per token, not once per request. It is
@@ -118,16 +132,47 @@ type verifiedTokens struct {
 type verifiedToken struct {
 	jti string
 	exp time.Time
+	// p is the principal of the token's record, read at seen.
+	p    *Principal
+	seen time.Time
 }
 
-func (v *verifiedTokens) get(h [32]byte, now time.Time) (string, bool) {
+// get returns the jti of a verified token, and its principal when its
+// record was read less than recheckAfter ago.
+func (v *verifiedTokens) get(h [32]byte, now time.Time) (string, *Principal, bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	e, ok := v.m[h]
 	if !ok || !now.Before(e.exp) {
-		return "", false
+		return "", nil, false
 	}
-	return e.jti, true
+	if e.p != nil && now.Sub(e.seen) < recheckAfter {
+		p := *e.p
+		return e.jti, &p, true
+	}
+	return e.jti, nil, true
+}
+
+// checked records that the token's record was read at now.
+func (v *verifiedTokens) checked(h [32]byte, p *Principal, now time.Time) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if e, ok := v.m[h]; ok {
+		cp := *p
+		e.p, e.seen = &cp, now
+		v.m[h] = e
+	}
+}
+
+// forget drops the token with this jti (revoked in this process).
+func (v *verifiedTokens) forget(jti string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for k, e := range v.m {
+		if e.jti == jti {
+			delete(v.m, k)
+		}
+	}
 }
 
 func (v *verifiedTokens) put(h [32]byte, jti string, exp time.Time) {

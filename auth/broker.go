@@ -281,6 +281,7 @@ func (b *Broker) revokeFamily(ctx context.Context, fam, reason string) {
 	})
 	for _, id := range ids {
 		_ = b.recs.DeleteRecord(ctx, kindAccess, id, storage.AnyVersion)
+		b.verified.forget(id)
 	}
 }
 

@@ -263,6 +263,7 @@ func (s opStore) RevokeToken(ctx context.Context, tokenOrID, userID, clientID st
 			return oidc.ErrInvalidClient().WithDescription("token was issued to another client")
 		}
 		_ = s.b.recs.DeleteRecord(ctx, kindAccess, tokenOrID, storage.AnyVersion)
+		s.b.verified.forget(tokenOrID)
 		return nil
 	}
 	return s.revokeRefresh(ctx, tokenOrID, clientID)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	_ "net/http/pprof" // registers /debug/pprof on http.DefaultServeMux, served in dev mode only
 	"net/url"
 	"strings"
 	"unicode/utf8"
@@ -35,6 +36,10 @@ func (s *Server) mountIdentity() {
 	prefixes := identityPrefixes
 	if s.cfg.Dev {
 		prefixes = append(prefixes, "/dev/")
+	}
+	if s.cfg.Dev {
+		// profiles of the running server, for development and benchmarks
+		s.app.All("/debug/pprof*", copyingHandler(http.DefaultServeMux))
 	}
 	for _, p := range prefixes {
 		if strings.HasSuffix(p, "/") {

@@ -13,6 +13,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -71,7 +72,7 @@ func run(runs, reads, creates, conc int) error {
 		return err
 	}
 	defer logf.Close()
-	srv := exec.Command(bin, "serve", "--listen", addr, "--data", filepath.Join(data, "db"))
+	srv := exec.Command(bin, "serve", "--dev", "--demo=false", "--listen", addr, "--data", filepath.Join(data, "db"))
 	srv.Stderr = logf
 	srv.Stdout = logf
 	if err := srv.Start(); err != nil {
@@ -85,9 +86,15 @@ func run(runs, reads, creates, conc int) error {
 	if err := waitReady("http://" + addr + "/readyz"); err != nil {
 		return err
 	}
+	token, err := systemToken("http://" + addr)
+	if err != nil {
+		return err
+	}
+	auth := "Authorization: Bearer " + token
 	body := patient2KB("bench-read")
 	req, _ := http.NewRequest("PUT", base+"/Patient/bench-read", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/fhir+json")
+	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err
@@ -111,8 +118,8 @@ func run(runs, reads, creates, conc int) error {
 		name string
 		args []string
 	}{
-		{"read by id (GET Patient/bench-read)", []string{"-n", strconv.Itoa(reads), "-c", strconv.Itoa(conc), "-H", "Accept: application/fhir+json", base + "/Patient/bench-read"}},
-		{"create (POST Patient, durable)", []string{"-n", strconv.Itoa(creates), "-c", strconv.Itoa(conc), "-m", "POST", "-T", "application/fhir+json", "-D", createFile, base + "/Patient"}},
+		{"read by id (GET Patient/bench-read)", []string{"-n", strconv.Itoa(reads), "-c", strconv.Itoa(conc), "-H", "Accept: application/fhir+json", "-H", auth, base + "/Patient/bench-read"}},
+		{"create (POST Patient, durable)", []string{"-n", strconv.Itoa(creates), "-c", strconv.Itoa(conc), "-m", "POST", "-T", "application/fhir+json", "-H", auth, "-D", createFile, base + "/Patient"}},
 	}
 	fmt.Println("| scenario | runs | requests/s (median) | p50 ms | p99 ms | non-2xx |")
 	fmt.Println("| --- | --- | --- | --- | --- | --- |")
@@ -209,6 +216,26 @@ func patient2KB(id string) []byte {
 		`"extension":[{"url":"http://hl7.org/fhir/StructureDefinition/patient-nationality","extension":[{"url":"code","valueCodeableConcept":{"coding":[{"system":"urn:iso:std:iso:3166","code":"NL","display":"Netherlands"}]}}]}],"communication":[{"language":{"coding":[{"system":"urn:ietf:bcp:47","code":"nl-NL","display":"Dutch (Netherlands)"}]},"preferred":true}],` +
 		`"generalPractitioner":[{"reference":"Practitioner/huisarts-1","display":"dr. H. de Vries"}],"managingOrganization":{"reference":"Organization/wijkteam-centrum","display":"Wijkteam Centrum"},` +
 		`"text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>Johanna Maria (Anneke) van der Berg, geboren 21 juni 1984, Lange Voorhout 12, 2514 EE Den Haag. Contactpersoon: Pieter van der Berg, telefoon +31687654321.</p><p>Huisarts: dr. H. de Vries. Begeleiding door Wijkteam Centrum sinds maart 2025; voorkeurstaal Nederlands.</p><p>Cliëntnummer C-2026-000123.</p></div>"}}`)
+}
+
+// systemToken gets a token for the development system client (the server
+// runs with --dev for the benchmark, without demo data).
+func systemToken(base string) (string, error) {
+	req, _ := http.NewRequest("POST", base+"/oauth/token", strings.NewReader("grant_type=client_credentials&scope=system/*.cruds"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth("regie-dev", "regie-dev-secret")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil || tok.AccessToken == "" {
+		return "", fmt.Errorf("token: status %d", resp.StatusCode)
+	}
+	return tok.AccessToken, nil
 }
 
 func repoRoot() (string, error) {

@@ -149,7 +149,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args, os.Getenv); err != nil {
 		return err
 	}
-	log, err := newLogger(stderr, cfg.LogLevel)
+	logOut := newLogWriter(stderr, 250*time.Millisecond)
+	defer logOut.Close()
+	log, err := newLogger(logOut, cfg.LogLevel)
 	if err != nil {
 		return err
 	}
@@ -220,6 +222,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if cfg.Dev {
+		logOut.Flush()
 		fmt.Fprintln(stderr, devBanner)
 		fmt.Fprintf(stderr, "  dev system client: %s / %s (client_secret_basic, scope system/*.cruds)\n", auth.DevClientID, auth.DevClientSecret)
 		fmt.Fprintf(stderr, "  dev tokens:        curl -d subject=Patient/anna-de-vries %s/dev/token\n", cfg.BaseURL)

@@ -240,24 +240,24 @@ func (o *op) readConstraint(types []string, interaction auth.Interaction) (searc
 }
 
 // visible reads typ/id and returns it when the principal may see it. A
-// resource the principal may not see is reported as not found; a type they
-// may never read as forbidden.
+// type the principal may never read is forbidden before anything is looked
+// up; a resource they may not see is reported as not found.
 func (e *Engine) visible(ctx context.Context, o *op, rd storage.Reader, typ, id string, interaction auth.Interaction) (*fhir.Resource, *policy.Doc, error) {
+	var c search.Expr
+	if o.acc != nil {
+		var err error
+		if c, err = o.acc.ReadConstraint(typ, interaction); err != nil {
+			return nil, nil, err
+		}
+	}
 	r, err := rd.Read(ctx, typ, id)
 	if err != nil && !errors.Is(err, storage.ErrDeleted) {
 		return nil, nil, err
 	}
 	deleted := errors.Is(err, storage.ErrDeleted)
-	if o.acc == nil {
-		if deleted {
-			return r, nil, err
-		}
-		d, derr := e.doc(r)
-		if derr != nil {
-			return nil, nil, derr
-		}
-		o.touched(d)
-		return r, d, nil
+	if c == nil && (deleted || !e.audit || e.policy == nil) {
+		// nothing to decide, and no patients to record
+		return r, nil, err
 	}
 	// decide on the current version, or for a deletion on the last version
 	// that had content
@@ -274,16 +274,13 @@ func (e *Engine) visible(ctx context.Context, o *op, rd storage.Reader, typ, id 
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := o.acc.CanRead(d, interaction); err != nil {
-		if errors.Is(err, policy.ErrNotVisible) {
-			if ok, bgErr := e.tryBreakGlass(ctx, o, d); bgErr != nil {
-				return nil, nil, bgErr
-			} else if ok {
-				return e.visible(ctx, o, rd, typ, id, interaction)
-			}
-			return nil, nil, storage.ErrNotFound
+	if c != nil && !search.Eval(c, &search.Doc{Type: d.Type, ID: d.ID, LastUpdated: d.LastUpdated, Entries: d.Entries}, nil) {
+		if ok, bgErr := e.tryBreakGlass(ctx, o, d); bgErr != nil {
+			return nil, nil, bgErr
+		} else if ok {
+			return e.visible(ctx, o, rd, typ, id, interaction)
 		}
-		return nil, nil, err
+		return nil, nil, storage.ErrNotFound
 	}
 	o.touched(d)
 	if deleted {
