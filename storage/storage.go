@@ -33,6 +33,9 @@ var (
 	// ErrUnsupported: the store cannot answer this query (an unsupported
 	// parameter type, modifier or combination).
 	ErrUnsupported = errors.New("storage: unsupported")
+	// ErrImmutable: the resource was written with Write.Chain (the audit
+	// trail) and can never be updated or deleted.
+	ErrImmutable = errors.New("storage: immutable")
 )
 
 // Store persists FHIR resources with full version history and a search index.
@@ -100,7 +103,9 @@ type Write struct {
 	// store calls Chain with the hash of the previous chained write (nil for
 	// the first) and the stamped body; it stores the sealed body Chain
 	// returns, and hash becomes the head of the chain, in the same
-	// transaction. Chained writes are never updated or deleted.
+	// transaction. Chained writes are never updated or deleted: a later
+	// write of the resource fails with ErrImmutable. A chained write must
+	// create its resource (ErrExists if the id was ever used).
 	Chain func(prev, stamped []byte) (sealed, hash []byte, err error)
 }
 
@@ -140,3 +145,13 @@ const DefaultCount = 50
 
 // MaxCount is the largest page size a store returns.
 const MaxCount = 1000
+
+// EntryReader is implemented by stores that keep each resource's search
+// index entries and can return them with the resource, so that a caller
+// deciding access on index entries (the access policy) need not index the
+// body again. Detect it with a type assertion on a Store or Tx.
+type EntryReader interface {
+	// ReadEntries is Read, plus the index entries stored with the current
+	// version (as given in Write.Index; nil for a deletion). Errors as Read.
+	ReadEntries(ctx context.Context, typ, id string) (*fhir.Resource, []search.Entry, error)
+}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"maps"
+	"slices"
 	"sync"
 )
 
@@ -42,10 +43,19 @@ type dict struct {
 	mu        sync.RWMutex
 	e         dictEntries
 	typeNames map[int64]string
+	// Reverse maps, for decoding entry lists and for searches over every
+	// type: parameter id → (type, code), system id → URI, code → ids.
+	paramKeys  map[int64]paramKey
+	systemURIs map[int64]string
+	byCode     map[string][]paramRef
 }
 
+// paramRef is a parameter id with its resource type.
+type paramRef struct{ tid, pid int64 }
+
 func loadDict(ctx context.Context, c *sql.Conn) (*dict, error) {
-	d := &dict{e: newDictEntries(), typeNames: map[int64]string{}}
+	d := &dict{e: newDictEntries(), typeNames: map[int64]string{}, paramKeys: map[int64]paramKey{},
+		systemURIs: map[int64]string{}, byCode: map[string][]paramRef{}}
 	load := func(q string, fn func(rows *sql.Rows) error) error {
 		rows, err := c.QueryContext(ctx, q)
 		if err != nil {
@@ -76,7 +86,7 @@ func loadDict(ctx context.Context, c *sql.Conn) (*dict, error) {
 			if err := rows.Scan(&id, &k.tid, &k.code); err != nil {
 				return err
 			}
-			d.e.params[k] = id
+			d.addParam(k, id)
 			return nil
 		})
 	}
@@ -88,6 +98,7 @@ func loadDict(ctx context.Context, c *sql.Conn) (*dict, error) {
 				return err
 			}
 			d.e.systems[uri] = id
+			d.systemURIs[id] = uri
 			return nil
 		})
 	}
@@ -134,8 +145,61 @@ func (d *dict) commit(e *dictEntries) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.e.merge(e)
+	maps.Copy(d.e.types, e.types)
+	maps.Copy(d.e.systems, e.systems)
 	for name, id := range e.types {
 		d.typeNames[id] = name
 	}
+	for k, id := range e.params {
+		d.addParam(k, id)
+	}
+	for uri, id := range e.systems {
+		d.systemURIs[id] = uri
+	}
+}
+
+// addParam records a parameter id; d.mu is held (or d is not shared yet).
+func (d *dict) addParam(k paramKey, id int64) {
+	if _, ok := d.e.params[k]; ok {
+		return
+	}
+	d.e.params[k] = id
+	d.paramKeys[id] = k
+	d.byCode[k.code] = append(d.byCode[k.code], paramRef{k.tid, id})
+}
+
+func (d *dict) paramKey(pid int64) (paramKey, bool) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	k, ok := d.paramKeys[pid]
+	return k, ok
+}
+
+func (d *dict) systemURI(sid int64) (string, bool) {
+	if sid == 0 {
+		return "", true
+	}
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	u, ok := d.systemURIs[sid]
+	return u, ok
+}
+
+// paramsByCode returns the parameter ids of code over every type.
+func (d *dict) paramsByCode(code string) []paramRef {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return slices.Clone(d.byCode[code])
+}
+
+// typeIDs returns the ids of every known resource type.
+func (d *dict) typeIDs() []int64 {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	ids := make([]int64, 0, len(d.typeNames))
+	for id := range d.typeNames {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
 }

@@ -211,13 +211,8 @@ func (s *Store) open(o Options) error {
 	if version > schemaVersion {
 		return fmt.Errorf("embedded: open: database schema %d is newer than this program's %d", version, schemaVersion)
 	}
-	if _, err := s.wconn.ExecContext(ctx, schema); err != nil {
-		return fmt.Errorf("embedded: create schema: %w", err)
-	}
-	if version < schemaVersion {
-		if _, err := s.wconn.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", schemaVersion)); err != nil {
-			return fmt.Errorf("embedded: open: %w", err)
-		}
+	if err := s.migrate(ctx, version); err != nil {
+		return err
 	}
 	if err := s.wconn.QueryRowContext(ctx, "SELECT coalesce(max(vid), 0) FROM versions").Scan(&s.last); err != nil {
 		return fmt.Errorf("embedded: open: %w", err)
@@ -244,6 +239,37 @@ func (s *Store) open(o Options) error {
 	s.rdb.SetConnMaxLifetime(0)
 	if s.rst, err = prepare(ctx, s.rdb); err != nil {
 		return err
+	}
+	return nil
+}
+
+// migrate brings the schema from version to schemaVersion in one
+// transaction: older versions' changes first, then every table and index
+// of the current schema.
+func (s *Store) migrate(ctx context.Context, version int) (err error) {
+	if _, err := s.wconn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return fmt.Errorf("embedded: migrate: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			s.wconn.ExecContext(ctx, "ROLLBACK")
+		}
+	}()
+	for v := version; v > 0 && v < schemaVersion; v++ {
+		if _, err := s.wconn.ExecContext(ctx, migrations[v]); err != nil {
+			return fmt.Errorf("embedded: migrate schema %d to %d: %w", v, v+1, err)
+		}
+	}
+	if _, err := s.wconn.ExecContext(ctx, schema); err != nil {
+		return fmt.Errorf("embedded: create schema: %w", err)
+	}
+	if version < schemaVersion {
+		if _, err := s.wconn.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", schemaVersion)); err != nil {
+			return fmt.Errorf("embedded: migrate: %w", err)
+		}
+	}
+	if _, err := s.wconn.ExecContext(ctx, "COMMIT"); err != nil {
+		return fmt.Errorf("embedded: migrate: %w", err)
 	}
 	return nil
 }

@@ -165,11 +165,7 @@ func (s *Store) Reindex(ctx context.Context, fn func(*fhir.Resource) ([]search.E
 				if err != nil {
 					return err
 				}
-				rows, err := rowsOf(w, it.tid, it.entries)
-				if err != nil {
-					return err
-				}
-				if err := w.replaceRows(it.rid, true, rows); err != nil {
+				if err := w.replaceRows(it.tid, it.rid, true, it.entries); err != nil {
 					return err
 				}
 				n++

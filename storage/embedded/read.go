@@ -24,21 +24,50 @@ type view struct {
 	// paramID and systemID look up dictionary ids without creating them.
 	paramID  func(tid int64, code string) (int64, bool)
 	systemID func(uri string) (int64, bool)
+	// Reverse lookups and listings.
+	paramKey     func(pid int64) (paramKey, bool)
+	systemURIOf  func(sid int64) (string, bool)
+	paramsByCode func(code string) []paramRef
+	typeIDs      func() []int64
+	// q runs the view's queries: a read transaction of the pool (one
+	// snapshot for a whole search) or the writer's connection.
+	q queryer
+}
+
+// queryer is a read transaction of the pool or the writer's connection.
+type queryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
 func (s *Store) poolView() *view {
 	return &view{
-		st:       s.rst,
-		lookup:   s.dict.typeID,
-		typeName: s.dict.typeName,
-		paramID:  s.dict.paramID,
-		systemID: s.dict.systemID,
+		st:           s.rst,
+		lookup:       s.dict.typeID,
+		typeName:     s.dict.typeName,
+		paramID:      s.dict.paramID,
+		systemID:     s.dict.systemID,
+		paramKey:     s.dict.paramKey,
+		systemURIOf:  s.dict.systemURI,
+		paramsByCode: s.dict.paramsByCode,
+		typeIDs:      s.dict.typeIDs,
+		q:            s.rdb,
 	}
 }
 
 func (w *wtx) view() *view {
-	return &view{st: w.st, lookup: w.lookupType, typeName: w.typeName, paramID: w.lookupParam, systemID: w.lookupSystem}
+	return &view{st: w.st, lookup: w.lookupType, typeName: w.typeName, paramID: w.lookupParam, systemID: w.lookupSystem,
+		paramKey: w.paramKey, systemURIOf: w.systemURI, paramsByCode: w.paramsByCode, typeIDs: w.typeIDs, q: w.s.wconn}
 }
+
+// paramCode implements names.
+func (v *view) paramCode(pid int64) (string, bool) {
+	k, ok := v.paramKey(pid)
+	return k.code, ok
+}
+
+// systemURI implements names.
+func (v *view) systemURI(sid int64) (string, bool) { return v.systemURIOf(sid) }
 
 func notFound(typ string) error {
 	return fmt.Errorf("embedded: %s: %w", typ, storage.ErrNotFound)
@@ -358,3 +387,9 @@ func (t *tx) Write(ctx context.Context, wr *storage.Write) (*fhir.Resource, erro
 	}
 	return t.w.write(ctx, wr)
 }
+
+// timeOf converts a vid (lastUpdated in Unix microseconds) to a UTC time.
+func timeOf(vid int64) time.Time { return time.UnixMicro(vid).UTC() }
+
+// typeNameOf implements names.
+func (v *view) typeNameOf(tid int64) string { return v.typeName(tid) }

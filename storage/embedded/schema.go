@@ -2,7 +2,9 @@ package embedded
 
 // schemaVersion is stored in PRAGMA user_version; Open refuses a database
 // with a newer one.
-const schemaVersion = 1
+// Version 2 added entries.list (the exact index entries of a resource) and
+// the audit hash chain (chain, chain_head).
+const schemaVersion = 2
 
 // schema is the whole database layout. Times are Unix microseconds. See
 // docs/storage.md for the reasoning.
@@ -26,9 +28,17 @@ const schemaVersion = 1
 //     the search's paging order. grp ties the components of one composite
 //     value together (0 otherwise).
 //   - entries holds, per resource, a compact encoding of exactly the index
-//     rows written for it, so an update or delete removes precisely those
-//     rows (and only the ones that changed) without a second index by rid,
-//     and _include and _sort can read a resource's values directly.
+//     rows written for it (rows), so an update or delete removes precisely
+//     those rows (and only the ones that changed) without a second index by
+//     rid; and the index entries exactly as the indexer gave them (list),
+//     which searches test per resource for what the index tables cannot
+//     answer by rid, and which _include, _sort and ReadEntries read.
+//
+// Audit hash chain:
+//   - chain lists the chained writes (AuditEvents) in order: seq is the
+//     position (from 1), rid the resource (unique: a chained resource is
+//     never written again), vid its only version.
+//   - chain_head has one row: the position and hash of the last link.
 //
 // Records: a small key-value table with versions and expiry.
 const schema = `
@@ -68,7 +78,8 @@ CREATE TABLE IF NOT EXISTS systems (
 );
 CREATE TABLE IF NOT EXISTS entries (
 	rid  INTEGER PRIMARY KEY,
-	rows BLOB NOT NULL
+	rows BLOB NOT NULL,
+	list BLOB
 );
 CREATE TABLE IF NOT EXISTS idx_string (
 	pid   INTEGER NOT NULL,
@@ -152,6 +163,17 @@ CREATE TABLE IF NOT EXISTS idx_uri (
 	PRIMARY KEY (pid, uri, rid, grp)
 ) WITHOUT ROWID;
 
+CREATE TABLE IF NOT EXISTS chain (
+	seq INTEGER PRIMARY KEY,
+	rid INTEGER NOT NULL UNIQUE,
+	vid INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS chain_head (
+	id   INTEGER PRIMARY KEY CHECK (id = 1),
+	seq  INTEGER NOT NULL,
+	hash BLOB NOT NULL
+);
+
 CREATE TABLE IF NOT EXISTS records (
 	kind    TEXT NOT NULL,
 	key     TEXT NOT NULL,
@@ -162,3 +184,9 @@ CREATE TABLE IF NOT EXISTS records (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS records_expiry ON records(expires) WHERE expires > 0;
 `
+
+// migrations bring a database of version i (the index) to version i+1;
+// the tables added in a version are created by schema itself.
+var migrations = map[int]string{
+	1: `ALTER TABLE entries ADD COLUMN list BLOB`,
+}

@@ -19,12 +19,13 @@ type preparer interface {
 type stmts struct {
 	db preparer
 
-	readCur, readVer, getRec *sql.Stmt
+	readCur, readVer, getRec, readEntries *sql.Stmt
 
 	curKey, verByRid, insRes, updRes, insVer *sql.Stmt
 	getEntries, putEntries, delEntries       *sql.Stmt
 	insType, insParam, insSystem             *sql.Stmt
 	putRec, delRec                           *sql.Stmt
+	isChained, insChain, getHead, putHead    *sql.Stmt
 	begin, commit, savepoint, release        *sql.Stmt
 	rollbackTo                               *sql.Stmt
 	idxInsert, idxDelete                     [tabEnd]*sql.Stmt
@@ -49,6 +50,8 @@ func prepare(ctx context.Context, db preparer) (*stmts, error) {
 	p(&st.readCur, `SELECT r.rid, r.version, r.vid, v.body FROM resources r JOIN versions v ON v.vid = r.vid WHERE r.tid = ? AND r.id = ?`)
 	p(&st.readVer, `SELECT v.vid, v.body FROM resources r JOIN versions v ON v.rid = r.rid WHERE r.tid = ? AND r.id = ? AND v.version = ?`)
 	p(&st.getRec, `SELECT value, version, expires FROM records WHERE kind = ? AND key = ?`)
+	p(&st.readEntries, `SELECT r.rid, r.version, r.vid, v.body, e.list, e.rows FROM resources r JOIN versions v ON v.vid = r.vid
+		LEFT JOIN entries e ON e.rid = r.rid WHERE r.tid = ? AND r.id = ?`)
 	if _, ok := db.(*sql.Conn); ok {
 		p(&st.curKey, `SELECT rid, version, deleted FROM resources WHERE tid = ? AND id = ?`)
 		p(&st.verByRid, `SELECT version, deleted FROM resources WHERE rid = ?`)
@@ -56,13 +59,17 @@ func prepare(ctx context.Context, db preparer) (*stmts, error) {
 		p(&st.updRes, `UPDATE resources SET version = ?, vid = ?, deleted = ? WHERE rid = ?`)
 		p(&st.insVer, `INSERT INTO versions(vid, rid, tid, version, body) VALUES (?, ?, ?, ?, ?)`)
 		p(&st.getEntries, `SELECT rows FROM entries WHERE rid = ?`)
-		p(&st.putEntries, `INSERT OR REPLACE INTO entries(rid, rows) VALUES (?, ?)`)
+		p(&st.putEntries, `INSERT OR REPLACE INTO entries(rid, rows, list) VALUES (?, ?, ?)`)
 		p(&st.delEntries, `DELETE FROM entries WHERE rid = ?`)
 		p(&st.insType, `INSERT INTO types(name) VALUES (?)`)
 		p(&st.insParam, `INSERT INTO params(tid, code) VALUES (?, ?)`)
 		p(&st.insSystem, `INSERT INTO systems(uri) VALUES (?)`)
 		p(&st.putRec, `INSERT OR REPLACE INTO records(kind, key, value, version, expires) VALUES (?, ?, ?, ?, ?)`)
 		p(&st.delRec, `DELETE FROM records WHERE kind = ? AND key = ?`)
+		p(&st.isChained, `SELECT 1 FROM chain WHERE rid = ?`)
+		p(&st.insChain, `INSERT INTO chain(seq, rid, vid) VALUES (?, ?, ?)`)
+		p(&st.getHead, `SELECT seq, hash FROM chain_head WHERE id = 1`)
+		p(&st.putHead, `INSERT OR REPLACE INTO chain_head(id, seq, hash) VALUES (1, ?, ?)`)
 		p(&st.begin, `BEGIN IMMEDIATE`)
 		p(&st.commit, `COMMIT`)
 		p(&st.savepoint, `SAVEPOINT req`)

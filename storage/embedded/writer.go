@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"regie/fhir"
+	"regie/fhir/search"
 	"regie/storage"
 )
 
@@ -124,6 +125,7 @@ func (s *Store) runBatch(batch []*request) {
 	for _, r := range live {
 		w.req = newDictEntries()
 		w.mark, w.saved = len(w.pending), w.saved[:0]
+		head, headLoaded, headDirty := w.head, w.headLoaded, w.headDirty
 		if single {
 			r.err = w.run(r)
 			if r.err != nil {
@@ -149,6 +151,7 @@ func (s *Store) runBatch(batch []*request) {
 			// Drop the request's pending index rows; rows of earlier
 			// requests that it flushed were rolled back and are pending again.
 			w.pending = append(append([]pendingRow(nil), w.saved...), w.pending[:w.mark]...)
+			w.head, w.headLoaded, w.headDirty = head, headLoaded, headDirty
 		} else {
 			w.batch.merge(&w.req)
 		}
@@ -162,6 +165,13 @@ func (s *Store) runBatch(batch []*request) {
 		s.rollback()
 		finish(fmt.Errorf("embedded: index: %w", err))
 		return
+	}
+	if w.headDirty {
+		if _, err := s.wst.putHead.Exec(w.head.seq, w.head.hash); err != nil {
+			s.rollback()
+			finish(fmt.Errorf("embedded: chain head: %w", err))
+			return
+		}
 	}
 	if _, err := s.wst.commit.Exec(); err != nil {
 		s.rollback()
@@ -210,6 +220,12 @@ type wtx struct {
 	pending []pendingRow
 	mark    int
 	saved   []pendingRow
+
+	// The hash chain's head as the batch has advanced it (written to
+	// chain_head before COMMIT when dirty).
+	head       chainHead
+	headLoaded bool
+	headDirty  bool
 }
 
 type pendingRow struct {
@@ -311,6 +327,57 @@ func (w *wtx) typeName(id int64) string {
 	return ""
 }
 
+func (w *wtx) paramKey(pid int64) (paramKey, bool) {
+	if k, ok := w.s.dict.paramKey(pid); ok {
+		return k, true
+	}
+	for _, m := range []map[paramKey]int64{w.batch.params, w.req.params} {
+		for k, id := range m {
+			if id == pid {
+				return k, true
+			}
+		}
+	}
+	return paramKey{}, false
+}
+
+func (w *wtx) systemURI(sid int64) (string, bool) {
+	if u, ok := w.s.dict.systemURI(sid); ok {
+		return u, true
+	}
+	for _, m := range []map[string]int64{w.batch.systems, w.req.systems} {
+		for u, id := range m {
+			if id == sid {
+				return u, true
+			}
+		}
+	}
+	return "", false
+}
+
+func (w *wtx) paramsByCode(code string) []paramRef {
+	out := w.s.dict.paramsByCode(code)
+	for _, m := range []map[paramKey]int64{w.batch.params, w.req.params} {
+		for k, id := range m {
+			if k.code == code {
+				out = append(out, paramRef{k.tid, id})
+			}
+		}
+	}
+	return out
+}
+
+func (w *wtx) typeIDs() []int64 {
+	out := w.s.dict.typeIDs()
+	for _, m := range []map[string]int64{w.batch.types, w.req.types} {
+		for _, id := range m {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
 func (w *wtx) paramID(tid int64, code string) (int64, error) {
 	if id, ok := w.lookupParam(tid, code); ok {
 		return id, nil
@@ -388,7 +455,19 @@ func (w *wtx) write(ctx context.Context, wr *storage.Write) (*fhir.Resource, err
 	if err != nil && !errors.Is(err, errNoRows) {
 		return nil, fmt.Errorf("embedded: write %s: %w", wr.Type, err)
 	}
+	if exists {
+		var one int
+		err := w.st.isChained.QueryRow(rid).Scan(&one)
+		if err == nil {
+			return nil, fmt.Errorf("embedded: write %s: %w", wr.Type, storage.ErrImmutable)
+		}
+		if !errors.Is(err, errNoRows) {
+			return nil, fmt.Errorf("embedded: write %s: %w", wr.Type, err)
+		}
+	}
 	switch {
+	case wr.Chain != nil && (exists || wr.Delete):
+		return nil, fmt.Errorf("embedded: chained write %s: %w", wr.Type, storage.ErrExists)
 	case wr.IfMatch != 0 && (!exists || version != wr.IfMatch):
 		return nil, fmt.Errorf("embedded: write %s: %w", wr.Type, storage.ErrVersionConflict)
 	case wr.Delete && (!exists || deleted):
@@ -399,10 +478,16 @@ func (w *wtx) write(ctx context.Context, wr *storage.Write) (*fhir.Resource, err
 	vid := w.s.nextVID()
 	res := &fhir.Resource{Type: wr.Type, ID: wr.ID, Version: version + 1, LastUpdated: time.UnixMicro(vid).UTC(), Deleted: wr.Delete}
 	var body []byte
+	var next chainHead
 	if !wr.Delete {
 		body, err = fhir.Stamp(wr.Body, wr.ID, res.Version, res.LastUpdated)
 		if err != nil {
 			return nil, fmt.Errorf("embedded: write %s: %w", wr.Type, err)
+		}
+		if wr.Chain != nil {
+			if body, next, err = w.seal(wr.Chain, body); err != nil {
+				return nil, fmt.Errorf("embedded: chained write %s: %w", wr.Type, err)
+			}
 		}
 		res.Body = body
 	}
@@ -425,28 +510,68 @@ func (w *wtx) write(ctx context.Context, wr *storage.Write) (*fhir.Resource, err
 	if err := w.index(tid, rid, exists, wr); err != nil {
 		return nil, fmt.Errorf("embedded: index %s: %w", wr.Type, err)
 	}
+	if wr.Chain != nil {
+		if _, err := w.st.insChain.Exec(next.seq, rid, vid); err != nil {
+			return nil, fmt.Errorf("embedded: chained write %s: %w", wr.Type, err)
+		}
+		w.head, w.headDirty = next, true
+	}
 	return res, nil
+}
+
+// chainHead is the last link of the hash chain.
+type chainHead struct {
+	seq  int64  // its position (0: the chain is empty)
+	hash []byte // its hash
+}
+
+// seal links a stamped body to the chain: it calls fn with the head's hash
+// and the body, and returns the sealed body and what the head becomes once
+// the write is stored (written to chain_head before the batch commits).
+// The head is read once per batch.
+func (w *wtx) seal(fn func(prev, stamped []byte) (sealed, hash []byte, err error), body []byte) ([]byte, chainHead, error) {
+	if !w.headLoaded {
+		err := w.st.getHead.QueryRow().Scan(&w.head.seq, &w.head.hash)
+		if err != nil && !errors.Is(err, errNoRows) {
+			return nil, chainHead{}, err
+		}
+		w.headLoaded = true
+	}
+	sealed, hash, err := fn(w.head.hash, body)
+	if err != nil {
+		return nil, chainHead{}, err
+	}
+	if len(sealed) == 0 || len(hash) == 0 {
+		return nil, chainHead{}, errors.New("embedded: the chain function returned no body or hash")
+	}
+	return sealed, chainHead{seq: w.head.seq + 1, hash: slices.Clone(hash)}, nil
 }
 
 // index replaces the index rows of resource rid by those of wr (none for a
 // delete), touching only the rows that changed.
 func (w *wtx) index(tid, rid int64, existed bool, wr *storage.Write) error {
-	var newRows []row
-	if !wr.Delete {
-		var err error
-		if newRows, err = rowsOf(w, tid, wr.Index); err != nil {
-			return err
-		}
+	if wr.Delete {
+		return w.replaceRows(tid, rid, existed, nil)
 	}
-	return w.replaceRows(rid, existed, newRows)
+	return w.replaceRows(tid, rid, existed, wr.Index)
 }
 
-func (w *wtx) replaceRows(rid int64, existed bool, newRows []row) error {
+// replaceRows makes entries the index entries of resource rid (of type
+// tid): it writes its entry list and the index rows that changed.
+func (w *wtx) replaceRows(tid, rid int64, existed bool, entries []search.Entry) error {
+	newRows, err := rowsOf(w, tid, entries)
+	if err != nil {
+		return err
+	}
+	list, err := encodeList(w, tid, entries)
+	if err != nil {
+		return err
+	}
 	blob, newEncs := encodeRows(newRows)
 	var oldEncs []string
 	if existed {
 		var old []byte
-		err := w.st.getEntries.QueryRow(rid).Scan(&old)
+		err = w.st.getEntries.QueryRow(rid).Scan(&old)
 		if err != nil && !errors.Is(err, errNoRows) {
 			return err
 		}
@@ -484,11 +609,10 @@ func (w *wtx) replaceRows(rid int64, existed bool, newRows []row) error {
 			j++
 		}
 	}
-	var err error
 	switch {
-	case len(blob) > 0:
-		_, err = w.st.putEntries.Exec(rid, blob)
-	case len(oldEncs) > 0:
+	case len(list) > 0:
+		_, err = w.st.putEntries.Exec(rid, blob, list)
+	case existed:
 		_, err = w.st.delEntries.Exec(rid)
 	}
 	return err
