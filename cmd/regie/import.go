@@ -19,9 +19,9 @@ import (
 
 // importCmd loads resources into the store through the engine, so every
 // resource is validated and indexed as if it came through the API. It reads
-// .json files (a resource, or a Bundle: transaction and batch Bundles are
-// run as such, other Bundles are unpacked) and .ndjson files (one resource
-// per line), from the files and directories given.
+// .json files (a resource, an array of resources, or a Bundle: transaction
+// and batch Bundles are run as such, other Bundles are unpacked) and .ndjson
+// files (one resource per line), from the files and directories given.
 func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("import", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -99,6 +99,21 @@ func importFile(ctx context.Context, c *components, path string, stderr io.Write
 			n++
 		}
 		return n, failed, sc.Err()
+	}
+	if t := bytes.TrimSpace(b); len(t) > 0 && t[0] == '[' {
+		// a JSON array of resources
+		i := 0
+		err := fhir.ScanArray(t, func(res []byte) error {
+			if err := importResource(ctx, c, res); err != nil {
+				fmt.Fprintf(stderr, "%s: element %d: %v\n", path, i, err)
+				failed++
+			} else {
+				n++
+			}
+			i++
+			return nil
+		})
+		return n, failed, err
 	}
 	rt, _, err := fhir.Header(b)
 	if err != nil {

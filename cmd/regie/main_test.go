@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -187,4 +188,68 @@ func systemToken(t *testing.T, base string) string {
 		t.Fatalf("token: %d %v", resp.StatusCode, err)
 	}
 	return tok.AccessToken
+}
+
+// TestImportExportReindex imports the search test dataset, exports it
+// again and rebuilds the index.
+func TestImportExportReindex(t *testing.T) {
+	data := t.TempDir()
+	src, err := os.ReadFile("../../testdata/search/resources.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []struct{ ResourceType, ID string }
+	if err := json.Unmarshal(src, &want); err != nil {
+		t.Fatal(err)
+	}
+	types := map[string]bool{}
+	wantRefs := map[string]bool{}
+	for _, r := range want {
+		types[r.ResourceType] = true
+		wantRefs[r.ResourceType+"/"+r.ID] = true
+	}
+	var typeList []string
+	for t := range types {
+		typeList = append(typeList, t)
+	}
+	var out, errOut bytes.Buffer
+	ctx := context.Background()
+	if err := run(ctx, []string{"import", "--data", data, "../../testdata/search/resources.json"}, &out, &errOut); err != nil {
+		t.Fatalf("import: %v\n%s", err, errOut.String())
+	}
+	if got := fmt.Sprintf("imported %d resources from 1 files; 0 rejected\n", len(want)); out.String() != got {
+		t.Fatalf("import said %q, want %q", out.String(), got)
+	}
+	export := func() map[string]bool {
+		t.Helper()
+		out.Reset()
+		if err := run(ctx, []string{"export", "--data", data, "--types", strings.Join(typeList, ",")}, &out, &errOut); err != nil {
+			t.Fatalf("export: %v\n%s", err, errOut.String())
+		}
+		got := map[string]bool{}
+		for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+			var m struct{ ResourceType, ID string }
+			if err := json.Unmarshal([]byte(l), &m); err != nil || m.ResourceType == "" {
+				t.Fatalf("export line is not a resource: %s", l)
+			}
+			got[m.ResourceType+"/"+m.ID] = true
+		}
+		return got
+	}
+	if got := export(); len(got) != len(wantRefs) {
+		t.Errorf("exported %d resources, imported %d", len(got), len(wantRefs))
+	}
+	out.Reset()
+	if err := run(ctx, []string{"reindex", "--data", data}, &out, &errOut); err != nil {
+		t.Fatalf("reindex: %v\n%s", err, errOut.String())
+	}
+	var n int
+	if _, err := fmt.Sscanf(out.String(), "reindexed %d resources", &n); err != nil || n < len(want) {
+		t.Errorf("reindex said %q", out.String())
+	}
+	for ref := range export() {
+		if !wantRefs[ref] {
+			t.Errorf("after reindex, the export holds %s, which was not imported", ref)
+		}
+	}
 }
