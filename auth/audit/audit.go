@@ -300,12 +300,13 @@ func appendReference(b []byte, ref, display string) []byte {
 }
 
 // Seal links an AuditEvent body to its predecessor: it adds the chain
-// extension carrying prev (the predecessor's hash, nil for the first event)
+// extension carrying prev (the predecessor's hash, nil for the first event;
+// the argument order is that of storage.Write.Chain)
 // and returns the sealed body and its own hash, SHA-256 over the sealed
 // compact JSON. Stores call Seal inside the transaction that appends the
 // event, with the current head of the chain and the body exactly as it will
 // be stored (id and meta stamped), so that the hash covers the stored bytes.
-func Seal(body, prev []byte) (sealed, hash []byte, err error) {
+func Seal(prev, body []byte) (sealed, hash []byte, err error) {
 	prevText := "genesis"
 	if len(prev) > 0 {
 		prevText = "sha256:" + hex.EncodeToString(prev)

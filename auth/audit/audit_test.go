@@ -68,7 +68,7 @@ func TestChainDetectsTampering(t *testing.T) {
 	var chain [][]byte
 	var prev []byte
 	for _, e := range events() {
-		sealed, hash, err := audit.Seal(e.JSON(), prev)
+		sealed, hash, err := audit.Seal(prev, e.JSON())
 		if err != nil {
 			t.Fatal(err)
 		}

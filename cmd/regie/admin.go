@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -93,3 +94,32 @@ func exportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fmt.Fprintf(stderr, "exported %d resources\n", n)
 	return nil
 }
+
+// auditCmd groups the audit trail commands: `regie audit verify`.
+func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "verify" {
+		return errors.New("usage: regie audit verify [--data dir]")
+	}
+	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var sf storeFlags
+	sf.register(fs)
+	if err := parseFlags(fs, args[1:], os.Getenv); err != nil {
+		return err
+	}
+	c, err := sf.open(stderr)
+	if err != nil {
+		return err
+	}
+	defer c.store.Close()
+	n, err := c.engine.VerifyAudit(ctx)
+	if err != nil {
+		fmt.Fprintf(stdout, "audit trail BROKEN after %d intact AuditEvents: %v\n", n, err)
+		return errAuditBroken
+	}
+	fmt.Fprintf(stdout, "audit trail intact: %d AuditEvents, every link verified\n", n)
+	return nil
+}
+
+// errAuditBroken makes `regie audit verify` exit non-zero.
+var errAuditBroken = errors.New("the audit trail does not verify")

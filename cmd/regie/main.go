@@ -1,6 +1,6 @@
 // Command regie is Regie's one binary: the FHIR server, identity broker and
 // portal (`regie serve`), and the administration commands around its store
-// (import, export, reindex).
+// (import, export, reindex, audit verify).
 //
 // Every flag can also be set from the environment as REGIE_<NAME>, with the
 // flag name upper-cased and dashes turned into underscores (--base-url is
@@ -44,6 +44,7 @@ func commands() []command {
 		{"import", "load FHIR resources (ndjson, Bundles or JSON files) into the store", importCmd},
 		{"export", "write every current resource as NDJSON", exportCmd},
 		{"reindex", "recompute the search index of every resource (after definitions change)", reindexCmd},
+		{"audit", "audit trail: 'regie audit verify' checks the hash chain of every AuditEvent", auditCmd},
 		{"version", "print the version", func(_ context.Context, _ []string, stdout, _ io.Writer) error {
 			fmt.Fprintln(stdout, "regie", version)
 			return nil

@@ -250,7 +250,14 @@ func (e *Engine) visible(ctx context.Context, o *op, rd storage.Reader, typ, id 
 			return nil, nil, err
 		}
 	}
-	r, err := rd.Read(ctx, typ, id)
+	var r *fhir.Resource
+	var entries []search.Entry
+	var err error
+	if er, ok := rd.(storage.EntryReader); ok {
+		r, entries, err = er.ReadEntries(ctx, typ, id)
+	} else {
+		r, err = rd.Read(ctx, typ, id)
+	}
 	if err != nil && !errors.Is(err, storage.ErrDeleted) {
 		return nil, nil, err
 	}
@@ -270,8 +277,10 @@ func (e *Engine) visible(ctx context.Context, o *op, rd storage.Reader, typ, id 
 			return nil, nil, storage.ErrNotFound
 		}
 	}
-	d, err := e.doc(cur)
-	if err != nil {
+	var d *policy.Doc
+	if entries != nil && !deleted {
+		d = &policy.Doc{Type: cur.Type, ID: cur.ID, LastUpdated: cur.LastUpdated, Body: cur.Body, Entries: entries}
+	} else if d, err = e.doc(cur); err != nil {
 		return nil, nil, err
 	}
 	if c != nil && !search.Eval(c, &search.Doc{Type: d.Type, ID: d.ID, LastUpdated: d.LastUpdated, Entries: d.Entries}, nil) {

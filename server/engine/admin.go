@@ -83,3 +83,24 @@ func (e *Engine) Export(ctx context.Context, w io.Writer, types []string) (int, 
 	}
 	return n, nil
 }
+
+// ChainWalker is implemented by stores that keep the audit trail's hash
+// chain (storage.Write.Chain) and can walk it in order.
+type ChainWalker interface {
+	WalkChain(ctx context.Context, fn func(id string, body []byte) error) error
+}
+
+// VerifyAudit walks the audit trail's hash chain and checks every link. It
+// returns how many AuditEvents verified, and for a broken chain an error
+// wrapping *audit.BrokenLinkError that names the first broken link.
+func (e *Engine) VerifyAudit(ctx context.Context) (int, error) {
+	cw, ok := e.store.(ChainWalker)
+	if !ok {
+		return 0, fmt.Errorf("engine: audit verify: %w", storage.ErrUnsupported)
+	}
+	var v audit.Verifier
+	err := cw.WalkChain(ctx, func(id string, body []byte) error {
+		return v.Next(id, body)
+	})
+	return v.Count(), err
+}

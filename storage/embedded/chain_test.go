@@ -27,9 +27,8 @@ func auditWrite(id string) *storage.Write {
 		}}
 }
 
-// seal adapts audit.Seal (body first) to storage.Write.Chain (predecessor
-// hash first).
-func seal(prev, stamped []byte) (sealed, hash []byte, err error) { return audit.Seal(stamped, prev) }
+// seal is audit.Seal, whose argument order is storage.Write.Chain's.
+func seal(prev, stamped []byte) (sealed, hash []byte, err error) { return audit.Seal(prev, stamped) }
 
 // verify walks the chain with audit.Verifier and returns its error (a
 // *audit.BrokenLinkError for a broken link) and how many links verified.
