@@ -43,6 +43,7 @@ const testBase = "http://127.0.0.1"
 // listening on 127.0.0.1.
 type stack struct {
 	base   string
+	eng    *engine.Engine
 	store  *embedded.Store
 	srv    *server.Server
 	broker *auth.Broker
@@ -117,7 +118,7 @@ func startStack(t testing.TB, p *parts, dir string) *stack {
 		t.Fatal(err)
 	}
 	go srv.Serve(ln)
-	s := &stack{base: base, store: st, srv: srv, broker: broker, cancel: cancel}
+	s := &stack{base: base, eng: eng, store: st, srv: srv, broker: broker, cancel: cancel}
 	return s
 }
 

@@ -48,6 +48,7 @@ func (s *Server) routes() {
 	f.Get("/:type/:id/_history", s.history)
 	f.Get("/:type/:id/_history/:vid", s.vread)
 	f.Get("/Patient/:id/$everything", s.everything)
+	f.Post("/Patient/:id/$end-break-glass", s.endBreakGlass)
 	f.Get("/:comp/:id/:type", s.searchCompartment)
 	f.Get("/:type/:id", s.read)
 	f.Get("/:type", s.searchType)
@@ -311,4 +312,12 @@ func (s *Server) conditionalDelete(c *fiber.Ctx) error {
 	}
 	c.Status(fiber.StatusNoContent)
 	return nil
+}
+
+func (s *Server) endBreakGlass(c *fiber.Ctx) error {
+	setInteraction(c, "operation", "Patient")
+	if err := s.eng.EndBreakGlass(c.UserContext(), c.Params("id")); err != nil {
+		return err
+	}
+	return send(c, fiber.StatusOK, renderOutcome([]issue{{Severity: "information", Code: "informational", Details: "break-the-glass access ended"}}, ""))
 }

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -641,6 +642,12 @@ func (p *Policy) MayBreakGlass(ctx context.Context, a *Access, pid string) (bool
 	return false, nil
 }
 
+// grant is a break-the-glass grant as stored.
+type grant struct {
+	Reason string    `json:"reason"`
+	Until  time.Time `json:"until"`
+}
+
 // BreakGlass records that the principal opened patient pid's dossier for
 // reason; access lasts BreakGlassDuration. The caller audits and notifies.
 func (p *Policy) BreakGlass(ctx context.Context, a *Access, pid, reason string) (time.Time, error) {
@@ -648,14 +655,62 @@ func (p *Policy) BreakGlass(ctx context.Context, a *Access, pid, reason string) 
 		return time.Time{}, errors.New("policy: no records store for break-the-glass")
 	}
 	until := p.now().Add(BreakGlassDuration)
+	b, _ := json.Marshal(grant{Reason: reason, Until: until})
 	_, err := p.records.PutRecord(ctx, &storage.Record{
-		Kind: breakGlassKind, Key: a.ref + "|" + pid, Value: []byte(reason), Expires: until,
+		// kept a while after it ends, so that its end can be audited
+		Kind: breakGlassKind, Key: a.ref + "|" + pid, Value: b, Expires: until.Add(30 * 24 * time.Hour),
 	}, storage.AnyVersion)
 	if err != nil {
 		return time.Time{}, err
 	}
 	p.gen.Add(1)
 	return until, nil
+}
+
+// EndedGrant is a break-the-glass grant that ended.
+type EndedGrant struct {
+	Patient, Reason string
+	Until           time.Time
+}
+
+// EndBreakGlass ends break-the-glass grants of who (a Practitioner
+// reference): the one for patient pid, or with pid empty every grant whose
+// time is up. It returns the grants it ended; of concurrent callers, only
+// one ends (and so audits) each grant.
+func (p *Policy) EndBreakGlass(ctx context.Context, who, pid string) ([]EndedGrant, error) {
+	if p.records == nil {
+		return nil, nil
+	}
+	var ended []EndedGrant
+	now := p.now()
+	var recs []*storage.Record
+	err := p.records.ListRecords(ctx, breakGlassKind, who+"|", func(rec *storage.Record) error {
+		recs = append(recs, rec)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, rec := range recs {
+		_, gp, _ := strings.Cut(rec.Key, "|")
+		var g grant
+		_ = json.Unmarshal(rec.Value, &g)
+		if pid != "" && gp != pid || pid == "" && now.Before(g.Until) {
+			continue
+		}
+		err := p.records.DeleteRecord(ctx, breakGlassKind, rec.Key, rec.Version)
+		if errors.Is(err, storage.ErrVersionConflict) {
+			continue // someone else ended it
+		}
+		if err != nil {
+			return ended, err
+		}
+		ended = append(ended, EndedGrant{Patient: gp, Reason: g.Reason, Until: g.Until})
+	}
+	if len(ended) > 0 {
+		p.gen.Add(1)
+	}
+	return ended, nil
 }
 
 // BrokeGlass reports whether the principal's access to patient pid comes

@@ -750,6 +750,10 @@ func (p *Policy) staffAccess(ctx context.Context, a *Access, xid string) error {
 	if p.records != nil {
 		err := p.records.ListRecords(ctx, breakGlassKind, "Practitioner/"+xid+"|", func(rec *storage.Record) error {
 			_, pid, _ := strings.Cut(rec.Key, "|")
+			var g grant
+			if json.Unmarshal(rec.Value, &g) != nil || !now.Before(g.Until) {
+				return nil // ended
+			}
 			if fhir.ValidID(pid) {
 				if _, ok := a.full[pid]; !ok {
 					a.full[pid] = false // break-the-glass opens a dossier for reading only

@@ -3,12 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -251,5 +253,49 @@ func TestImportExportReindex(t *testing.T) {
 		if !wantRefs[ref] {
 			t.Errorf("after reindex, the export holds %s, which was not imported", ref)
 		}
+	}
+}
+
+// TestAuditVerifyDetectsTampering changes one stored AuditEvent behind
+// Regie's back, as someone with access to the database file could, and
+// expects `regie audit verify` to name it.
+func TestAuditVerifyDetectsTampering(t *testing.T) {
+	data := t.TempDir()
+	ctx := context.Background()
+	var out, errOut bytes.Buffer
+	if err := run(ctx, []string{"import", "--data", data, "../../testdata/search/resources.json"}, &out, &errOut); err != nil {
+		t.Fatalf("import: %v\n%s", err, errOut.String())
+	}
+	out.Reset()
+	if err := run(ctx, []string{"audit", "verify", "--data", data}, &out, &errOut); err != nil {
+		t.Fatalf("verify of an intact trail: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "intact") {
+		t.Fatalf("verify said %q", out.String())
+	}
+	db, err := sql.Open("sqlite", filepath.Join(data, "regie.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var id string
+	err = db.QueryRow(`SELECT r.id FROM versions v JOIN resources r ON r.rid = v.rid JOIN types t ON t.tid = v.tid
+		WHERE t.name = 'AuditEvent' ORDER BY v.vid LIMIT 1 OFFSET 4`).Scan(&id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := db.Exec(`UPDATE versions SET body = CAST(replace(CAST(body AS TEXT), '"outcome":"0"', '"outcome":"4"') AS BLOB)
+		WHERE rid = (SELECT rid FROM resources WHERE id = ?)`, id)
+	if n, _ := res.RowsAffected(); err != nil || n != 1 {
+		t.Fatalf("tampering: %v (%d rows)", err, n)
+	}
+	db.Close()
+	out.Reset()
+	err = run(ctx, []string{"audit", "verify", "--data", data}, &out, &errOut)
+	if err == nil {
+		t.Fatalf("a changed AuditEvent went unnoticed: %s", out.String())
+	}
+	// the link after the changed event no longer matches it
+	if !strings.Contains(out.String(), "BROKEN after 5 intact") {
+		t.Errorf("verify did not name the first broken link: %s", out.String())
 	}
 }

@@ -79,6 +79,16 @@ func (e *Engine) begin(ctx context.Context, interaction string, action audit.Act
 		return o, err
 	}
 	o.acc = acc
+	if strings.HasPrefix(o.p.Subject, "Practitioner/") {
+		// grants whose time is up end here, with their audit record
+		ended, err := e.policy.EndBreakGlass(ctx, o.p.Subject, "")
+		if err != nil {
+			return o, err
+		}
+		if err := e.auditEndedGrants(ctx, o, ended); err != nil {
+			return o, err
+		}
+	}
 	if o.ri.BreakGlass != "" && !acc.FreshSecondFactor() {
 		// break-the-glass needs a fresh second factor, whatever it would open
 		return o, policy.ErrStepUp
@@ -392,4 +402,44 @@ func (e *Engine) checkWrite(ctx context.Context, o *op, interaction auth.Interac
 	o.touched(od)
 	o.touched(nd)
 	return err
+}
+
+// auditEndedGrants writes a break-the-glass stop event per ended grant.
+func (e *Engine) auditEndedGrants(ctx context.Context, o *op, ended []policy.EndedGrant) error {
+	for _, g := range ended {
+		ev := o.ev
+		ev.ID, ev.Time = "", time.Time{}
+		ev.Kind, ev.Interaction, ev.Action = "break-glass-stop", "", audit.ActionExecute
+		ev.Purpose, ev.PurposeText, ev.OutcomeDesc = "ETREAT", g.Reason, g.Reason
+		ev.Patients, ev.Resource, ev.Query = []string{g.Patient}, "", ""
+		if e.audit {
+			if err := e.appendAudit(ctx, nil, &ev); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// EndBreakGlass ends the principal's break-the-glass access to patient
+// pid's dossier before its time is up. Ending what was not granted is not
+// an error.
+func (e *Engine) EndBreakGlass(ctx context.Context, pid string) error {
+	o, err := e.begin(ctx, "operation", audit.ActionExecute)
+	if err != nil {
+		return o.finish(ctx, err)
+	}
+	o.ev.Operation, o.ev.Query = "end-break-glass", "Patient/"+pid+"/$end-break-glass"
+	if err := checkID("Patient", pid); err != nil {
+		return o.finish(ctx, err)
+	}
+	if o.acc == nil || o.p == nil || !strings.HasPrefix(o.p.Subject, "Practitioner/") {
+		return o.finish(ctx, fmt.Errorf("%w: only professionals break and end the glass", auth.ErrForbidden))
+	}
+	ended, err := e.policy.EndBreakGlass(ctx, o.p.Subject, pid)
+	if err == nil {
+		err = e.auditEndedGrants(ctx, o, ended)
+	}
+	o.ev.Patients = []string{pid}
+	return o.finish(ctx, err)
 }

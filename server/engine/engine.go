@@ -546,7 +546,8 @@ func (e *Engine) history(ctx context.Context, o *op, q *storage.HistoryQuery) (*
 		}
 		o.ev.Resource = q.Type + "/" + q.ID
 	}
-	if o.acc != nil {
+	if o.acc != nil && q.ID == "" {
+		// (an instance's history was decided above, on its current version)
 		var types []string
 		if q.Type != "" {
 			types = []string{q.Type}
