@@ -69,6 +69,12 @@ func newParts(t testing.TB) *parts {
 // startStack opens the store in dir and serves a full Regie on it.
 func startStack(t testing.TB, p *parts, dir string) *stack {
 	t.Helper()
+	return startStackWith(t, p, dir, nil)
+}
+
+// startStackWith is startStack with extra OAuth clients.
+func startStackWith(t testing.TB, p *parts, dir string, clients []auth.ClientConfig) *stack {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -104,9 +110,9 @@ func startStack(t testing.TB, p *parts, dir string) *stack {
 	broker, err := auth.New(ctx, auth.Config{
 		BaseURL: base, Dev: true, Records: st, Directory: eng.Directory(), Auditor: eng, Logger: log,
 		DevCitizens: citizens, DevStaff: staff,
-		Clients: []auth.ClientConfig{{ID: ehrClient, Secret: ehrSecret, AuthMethod: "client_secret_basic",
+		Clients: append([]auth.ClientConfig{{ID: ehrClient, Secret: ehrSecret, AuthMethod: "client_secret_basic",
 			Scopes: []string{"system/*.cruds"}, GrantTypes: []string{"client_credentials"},
-			Subject: "Device/" + ehrClient, Organization: "Organization/wijkteam-noord"}},
+			Subject: "Device/" + ehrClient, Organization: "Organization/wijkteam-noord"}}, clients...),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,140 @@
+package regie
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+
+	"regie/auth"
+)
+
+const e2eClient, e2eRedirect = "e2e-portal", "http://127.0.0.1:9/callback"
+
+var simPersonID = regexp.MustCompile(`name="id" value="([^"]+)"`)
+
+// codeFlow logs a citizen in through the whole chain, as a browser would:
+// app → Regie's OpenID Provider (served by the Fiber server) → the DigiD
+// simulator (a separate OpenID Provider) → Regie → app, then redeems the
+// code with PKCE. It returns the access token.
+func codeFlow(t *testing.T, base string, person int) (string, error) {
+	jar, _ := cookiejar.New(nil)
+	hc := &http.Client{Jar: jar, CheckRedirect: func(req *http.Request, via []*http.Request) error {
+		if strings.HasPrefix(req.URL.String(), e2eRedirect) {
+			return http.ErrUseLastResponse
+		}
+		return nil
+	}}
+	vb := make([]byte, 32)
+	rand.Read(vb)
+	verifier := base64.RawURLEncoding.EncodeToString(vb)
+	sum := sha256.Sum256([]byte(verifier))
+	state := base64.RawURLEncoding.EncodeToString(vb[:9])
+	q := url.Values{"client_id": {e2eClient}, "redirect_uri": {e2eRedirect}, "response_type": {"code"},
+		"scope": {"openid fhirUser launch/patient patient/*.rs"}, "state": {state}, "nonce": {state + "n"},
+		"code_challenge": {base64.RawURLEncoding.EncodeToString(sum[:])}, "code_challenge_method": {"S256"}}
+	resp, err := hc.Get(base + "/oauth/authorize?" + q.Encode())
+	if err != nil {
+		return "", err
+	}
+	resp.Body.Close()
+	id := resp.Request.URL.Query().Get("authRequestID")
+	if id == "" {
+		return "", fmt.Errorf("not at the login page: %s", resp.Request.URL)
+	}
+	page, err := hc.Get(base + "/login/provider/" + auth.DevDigiDProvider + "?authRequestID=" + url.QueryEscape(id))
+	if err != nil {
+		return "", err
+	}
+	b, _ := io.ReadAll(page.Body)
+	page.Body.Close()
+	m := simPersonID.FindSubmatch(b)
+	if m == nil {
+		return "", fmt.Errorf("not the simulator page: %.200s", b)
+	}
+	action := page.Request.URL.Scheme + "://" + page.Request.URL.Host + strings.TrimSuffix(page.Request.URL.Path, "/login") + "/login"
+	resp, err = hc.PostForm(action, url.Values{"id": {string(m[1])}, "person": {fmt.Sprint(person)}, "acr": {auth.ACRSubstantieel}})
+	if err != nil {
+		return "", err
+	}
+	resp.Body.Close()
+	loc, _ := url.Parse(resp.Header.Get("Location"))
+	if loc == nil || loc.Query().Get("code") == "" {
+		return "", fmt.Errorf("no code at the app: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if loc.Query().Get("state") != state {
+		return "", fmt.Errorf("state %q, want %q", loc.Query().Get("state"), state)
+	}
+	resp, err = hc.PostForm(base+"/oauth/token", url.Values{"grant_type": {"authorization_code"}, "code": {loc.Query().Get("code")},
+		"redirect_uri": {e2eRedirect}, "client_id": {e2eClient}, "code_verifier": {verifier}})
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var tok struct {
+		AccessToken string `json:"access_token"`
+		Patient     string `json:"patient"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil || tok.AccessToken == "" {
+		return "", fmt.Errorf("token: %d %v", resp.StatusCode, err)
+	}
+	return tok.AccessToken, nil
+}
+
+// TestLoginThroughTheServer runs concurrent DigiD logins with
+// authorization code + PKCE through the Fiber server (whose adapter copies
+// every request value, since fasthttp reuses request memory), then reads
+// the citizen's dossier with the token.
+func TestLoginThroughTheServer(t *testing.T) {
+	p := newParts(t)
+	s := startStackWith(t, p, t.TempDir(), []auth.ClientConfig{{ID: e2eClient, AuthMethod: "none", RedirectURIs: []string{e2eRedirect},
+		Scopes: []string{"openid", "fhirUser", "launch/patient", "patient/*.rs"}}})
+	defer s.close()
+	s.loadDemo(t, p)
+	const n = 8
+	var wg sync.WaitGroup
+	tokens := make([]string, n)
+	errs := make([]error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			tokens[i], errs[i] = codeFlow(t, s.base, 0) // Anna de Vries, the first citizen
+		}(i)
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("login %d: %v", i, err)
+		}
+	}
+	for _, tok := range tokens {
+		if st := s.request(t, tok, "GET", "/Patient/anna-de-vries", ""); st != 200 {
+			t.Errorf("reading her own record with the login's token: %d", st)
+		}
+		if st := s.request(t, tok, "GET", "/Patient/johan-mulder", ""); st != 404 {
+			t.Errorf("reading someone else's record: %d, want 404", st)
+		}
+		if st := s.request(t, tok, "POST", "/Goal", `{"resourceType":"Goal","lifecycleStatus":"proposed","description":{"text":"x"},"subject":{"reference":"Patient/anna-de-vries"},"expressedBy":{"reference":"Patient/anna-de-vries"}}`); st != 403 {
+			t.Errorf("writing with a read-only scope: %d, want 403", st)
+		}
+	}
+	logins := 0
+	for _, ev := range s.chainEvents(t) {
+		if typ, subs := codes(ev); typ == "110114" && len(subs) == 1 && subs[0] == "110122" && sval(ev["outcome"]) == "0" {
+			logins++
+		}
+	}
+	if logins != n {
+		t.Errorf("%d login AuditEvents, want %d", logins, n)
+	}
+}
