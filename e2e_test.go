@@ -1,6 +1,8 @@
 package regie
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -14,6 +16,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
 
 	"regie/auth"
 )
@@ -136,5 +141,77 @@ func TestLoginThroughTheServer(t *testing.T) {
 	}
 	if logins != n {
 		t.Errorf("%d login AuditEvents, want %d", logins, n)
+	}
+}
+
+// TestBackendServicesReadTheAPI: an EHR system registered as a SMART
+// Backend Services client signs its own assertion (ES384), obtains a token
+// with client_credentials and reads and writes through the FHIR API, limited
+// to its organisation's dossiers.
+func TestBackendServicesReadTheAPI(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: key.Public(), KeyID: "ehr-k1", Algorithm: "ES384", Use: "sig"}}})
+	p := newParts(t)
+	s := startStackWith(t, p, t.TempDir(), []auth.ClientConfig{{ID: "ehr-jeugd", AuthMethod: "private_key_jwt", JWKS: jwks,
+		Scopes: []string{"system/*.rs", "system/Observation.c"}, GrantTypes: []string{"client_credentials"},
+		Subject: "Device/ehr-jeugd", Organization: "Organization/jeugdteam-rivierstad"}})
+	defer s.close()
+	s.loadDemo(t, p)
+
+	sign := func() string {
+		signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES384, Key: key}, (&jose.SignerOptions{}).WithHeader("kid", "ehr-k1").WithType("JWT"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		jb := make([]byte, 12)
+		rand.Read(jb)
+		claims, _ := json.Marshal(map[string]any{"iss": "ehr-jeugd", "sub": "ehr-jeugd", "aud": s.base + "/oauth/token",
+			"exp": time.Now().Add(4 * time.Minute).Unix(), "jti": base64.RawURLEncoding.EncodeToString(jb)})
+		o, err := signer.Sign(claims)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, _ := o.CompactSerialize()
+		return c
+	}
+	tokenFor := func(assertion, scope string) (int, string) {
+		resp, err := http.PostForm(s.base+"/oauth/token", url.Values{"grant_type": {"client_credentials"}, "scope": {scope},
+			"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {assertion}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var tok struct {
+			AccessToken string `json:"access_token"`
+		}
+		json.NewDecoder(resp.Body).Decode(&tok)
+		return resp.StatusCode, tok.AccessToken
+	}
+	a := sign()
+	status, token := tokenFor(a, "system/*.rs system/Observation.c")
+	if status != 200 || token == "" {
+		t.Fatalf("token: %d", status)
+	}
+	if st, _ := tokenFor(a, "system/*.rs"); st == 200 {
+		t.Error("a replayed assertion (same jti) got a token")
+	}
+	cases := []struct {
+		method, path, body string
+		want               int
+	}{
+		{"GET", "/Patient/sara-el-amrani", "", 200},                                                 // its organisation's client
+		{"GET", "/CarePlan/sara-plan", "", 200},                                                     // in that dossier
+		{"GET", "/Patient/anna-de-vries", "", 404},                                                  // another organisation's client
+		{"GET", "/Communication?patient=Patient/sara-el-amrani", "", 403},                           // messages: never for systems
+		{"PUT", "/Patient/sara-el-amrani", `{"resourceType":"Patient","id":"sara-el-amrani"}`, 403}, // scope has no update
+		{"POST", "/Observation", `{"resourceType":"Observation","status":"final","code":{"text":"schoolverzuim"},"subject":{"reference":"Patient/sara-el-amrani"}}`, 201},
+	}
+	for _, c := range cases {
+		if got := s.request(t, token, c.method, c.path, c.body); got != c.want {
+			t.Errorf("%s %s: %d, want %d", c.method, c.path, got, c.want)
+		}
 	}
 }
