@@ -309,52 +309,30 @@ func (e *Engine) transaction(ctx context.Context, entries []BundleRequest) ([]En
 			}
 			t.id = e.newID()
 			if r.IfNoneExist != "" {
-				q, err := e.conditionQuery(t.typ, r.IfNoneExist)
-				if err == nil {
-					q, err = e.constrained(o, q, auth.InteractionSearch)
-				}
+				q, match, err := e.resolve(ctx, o, t.typ, r.IfNoneExist)
 				if err != nil {
 					return nil, &EntryError{i, err}
 				}
-				found, err := matches(ctx, e.store, q)
-				if err != nil {
-					return nil, &EntryError{i, err}
-				}
-				switch len(found) {
-				case 0:
-				case 1:
-					t.id, te.existing = found[0].ID, true
-				default:
-					return nil, &EntryError{i, ErrMultipleMatches}
+				if match != nil {
+					t.id, te.existing = match.ID, true
 				}
 				te.ifNone = q
 			}
 		case "PUT", "DELETE":
 			if t.id == "" && t.hasQuery {
-				q, err := e.conditionQuery(t.typ, t.rawQuery)
-				if err == nil {
-					q, err = e.constrained(o, q, auth.InteractionSearch)
-				}
+				q, match, err := e.resolve(ctx, o, t.typ, t.rawQuery)
 				if err != nil {
 					return nil, &EntryError{i, err}
 				}
-				found, err := matches(ctx, e.store, q)
-				if err != nil {
-					return nil, &EntryError{i, err}
-				}
-				switch len(found) {
-				case 0:
-					if r.Method == "PUT" {
-						if _, id, _ := fhir.Header(r.Resource); id != "" {
-							t.id = id
-						} else {
-							t.id = e.newID()
-						}
+				switch {
+				case match != nil:
+					t.id = match.ID
+				case r.Method == "PUT":
+					if _, id, _ := fhir.Header(r.Resource); id != "" {
+						t.id = id
+					} else {
+						t.id = e.newID()
 					}
-				case 1:
-					t.id = found[0].ID
-				default:
-					return nil, &EntryError{i, ErrMultipleMatches}
 				}
 				te.cond = q
 			}
@@ -459,15 +437,15 @@ func (e *Engine) txEntry(ctx context.Context, tx storage.Tx, r *BundleRequest, t
 		if q == nil {
 			continue
 		}
-		found, err := matches(ctx, tx, q)
-		if err != nil {
+		match, err := matchOne(ctx, tx, q)
+		if err != nil && !errors.Is(err, ErrMultipleMatches) {
 			return nil, err
 		}
 		want := ""
 		if te.existing || te.cond != nil {
 			want = t.id
 		}
-		if len(found) > 1 || len(found) == 1 && found[0].ID != want || len(found) == 0 && (te.existing || r.Method == "DELETE" && t.id != "") {
+		if err != nil || match != nil && match.ID != want || match == nil && (te.existing || r.Method == "DELETE" && t.id != "") {
 			return nil, fmt.Errorf("%w: the condition's matches changed during the transaction; retry", storage.ErrVersionConflict)
 		}
 	}
@@ -557,4 +535,15 @@ func withID(body []byte, id string, conditional bool) []byte {
 		return out
 	}
 	return body
+}
+
+// resolve runs a conditional entry's condition before the transaction:
+// the query (re-checked inside the transaction) and its one match, if any.
+func (e *Engine) resolve(ctx context.Context, o *op, typ, condition string) (*search.Query, *fhir.Resource, error) {
+	q, err := e.condition(o, typ, condition)
+	if err != nil {
+		return nil, nil, err
+	}
+	match, err := matchOne(ctx, e.store, q)
+	return q, match, err
 }

@@ -16,10 +16,10 @@ import (
 // interaction matches more than one resource (412 Precondition Failed).
 var ErrMultipleMatches = errors.New("engine: the condition matches more than one resource")
 
-// conditionQuery parses the search of a conditional interaction on typ.
-// Unknown parameters are errors: a condition that is silently ignored would
-// match everything.
-func (e *Engine) conditionQuery(typ, condition string) (*search.Query, error) {
+// condition parses the search of a conditional interaction on typ, limited
+// to what o's principal may see. Unknown parameters are errors: a
+// condition that is silently ignored would match everything.
+func (e *Engine) condition(o *op, typ, condition string) (*search.Query, error) {
 	params, err := search.ParseParams(condition)
 	if err != nil {
 		return nil, err
@@ -32,16 +32,23 @@ func (e *Engine) conditionQuery(typ, condition string) (*search.Query, error) {
 		return nil, err
 	}
 	q.Count, q.Total, q.Include, q.RevInclude, q.Sort = 2, search.TotalNone, nil, nil, nil
-	return q, nil
+	return e.constrained(o, q, auth.InteractionSearch)
 }
 
-// matches runs a condition inside a transaction and returns up to two matches.
-func matches(ctx context.Context, rd storage.Reader, q *search.Query) ([]*fhir.Resource, error) {
+// matchOne runs a condition and returns its one match, nil for none, or
+// ErrMultipleMatches.
+func matchOne(ctx context.Context, rd storage.Reader, q *search.Query) (*fhir.Resource, error) {
 	page, err := rd.Search(ctx, q)
 	if err != nil {
 		return nil, err
 	}
-	return page.Resources, nil
+	switch len(page.Resources) {
+	case 0:
+		return nil, nil
+	case 1:
+		return page.Resources[0], nil
+	}
+	return nil, ErrMultipleMatches
 }
 
 // txWrite checks and performs one write inside tx, with its audit record:
@@ -116,30 +123,21 @@ func (e *Engine) conditionalCreate(ctx context.Context, o *op, typ string, body 
 	if err != nil {
 		return nil, err
 	}
-	q, err := e.conditionQuery(typ, ifNoneExist)
+	q, err := e.condition(o, typ, ifNoneExist)
 	if err != nil {
-		return nil, err
-	}
-	if q, err = e.constrained(o, q, auth.InteractionSearch); err != nil {
 		return nil, err
 	}
 	p.id = e.newID()
 	var res *Result
 	err = e.store.Transact(ctx, func(tx storage.Tx) error {
-		found, err := matches(ctx, tx, q)
-		if err != nil {
+		match, err := matchOne(ctx, tx, q)
+		if err != nil || match != nil {
+			res = &Result{Resource: match}
 			return err
 		}
-		switch len(found) {
-		case 0:
-			res, err = e.txWrite(ctx, tx, o, auth.InteractionCreate, nil, p,
-				&storage.Write{Type: typ, ID: p.id, Body: p.body, Index: p.index, CreateOnly: true})
-			return err
-		case 1:
-			res = &Result{Resource: found[0]}
-			return nil
-		}
-		return ErrMultipleMatches
+		res, err = e.txWrite(ctx, tx, o, auth.InteractionCreate, nil, p,
+			&storage.Write{Type: typ, ID: p.id, Body: p.body, Index: p.index, CreateOnly: true})
+		return err
 	})
 	return res, err
 }
@@ -166,11 +164,8 @@ func (e *Engine) conditionalUpdate(ctx context.Context, o *op, typ string, body 
 	if err != nil {
 		return nil, err
 	}
-	q, err := e.conditionQuery(typ, condition)
+	q, err := e.condition(o, typ, condition)
 	if err != nil {
-		return nil, err
-	}
-	if q, err = e.constrained(o, q, auth.InteractionSearch); err != nil {
 		return nil, err
 	}
 	var want int64
@@ -181,14 +176,13 @@ func (e *Engine) conditionalUpdate(ctx context.Context, o *op, typ string, body 
 	}
 	var res *Result
 	err = e.store.Transact(ctx, func(tx storage.Tx) error {
-		found, err := matches(ctx, tx, q)
+		match, err := matchOne(ctx, tx, q)
 		if err != nil {
 			return err
 		}
 		w := &storage.Write{Type: typ, Body: p.body, Index: p.index, IfMatch: want}
 		var old *fhir.Resource
-		switch len(found) {
-		case 0:
+		if match == nil {
 			w.ID = p.id
 			if w.ID == "" {
 				w.ID = e.newID()
@@ -196,14 +190,12 @@ func (e *Engine) conditionalUpdate(ctx context.Context, o *op, typ string, body 
 			if cur, err := tx.Read(ctx, typ, w.ID); err == nil {
 				old = cur // the body's id exists but does not match the condition
 			}
-		case 1:
-			w.ID, old = found[0].ID, found[0]
+		} else {
+			w.ID, old = match.ID, match
 			if p.id != "" && p.id != w.ID {
 				return fhir.Invalid(fhir.IssueInvalid, typ+".id", "the id in the body is not the id of the resource the condition matches",
 					fmt.Sprintf("body has %q, the match is %q", p.id, w.ID))
 			}
-		default:
-			return ErrMultipleMatches
 		}
 		np := &prepared{typ: typ, id: w.ID, body: p.body, index: p.index}
 		res, err = e.txWrite(ctx, tx, o, auth.InteractionUpdate, old, np, w)
@@ -230,27 +222,18 @@ func (e *Engine) conditionalDelete(ctx context.Context, o *op, typ, condition st
 	if err := o.writeGate(typ, auth.InteractionDelete); err != nil {
 		return nil, err
 	}
-	q, err := e.conditionQuery(typ, condition)
+	q, err := e.condition(o, typ, condition)
 	if err != nil {
-		return nil, err
-	}
-	if q, err = e.constrained(o, q, auth.InteractionSearch); err != nil {
 		return nil, err
 	}
 	res := &Result{}
 	err = e.store.Transact(ctx, func(tx storage.Tx) error {
-		found, err := matches(ctx, tx, q)
-		if err != nil {
+		match, err := matchOne(ctx, tx, q)
+		if err != nil || match == nil {
 			return err
 		}
-		switch len(found) {
-		case 0:
-			return nil
-		case 1:
-			res, err = e.txWrite(ctx, tx, o, auth.InteractionDelete, found[0], nil, &storage.Write{Type: typ, ID: found[0].ID, Delete: true})
-			return err
-		}
-		return ErrMultipleMatches
+		res, err = e.txWrite(ctx, tx, o, auth.InteractionDelete, match, nil, &storage.Write{Type: typ, ID: match.ID, Delete: true})
+		return err
 	})
 	return res, err
 }
