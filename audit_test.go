@@ -264,6 +264,16 @@ func TestEveryInteractionLeavesOneAuditEvent(t *testing.T) {
 				}
 			}
 			if st.name == "break-the-glass start" {
+				// the client is told by e-mail (the outbox in development mode)
+				resp, err := http.Get(s.base + "/dev/outbox")
+				if err != nil {
+					t.Fatal(err)
+				}
+				ob, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if !strings.Contains(string(ob), "anna.devries@mail.example") || !strings.Contains(string(ob), "Uw dossier is geopend") {
+					t.Errorf("no break-the-glass notice to the client in the outbox:\n%.2000s", ob)
+				}
 				bg := added[0]
 				var b bytes.Buffer
 				json.NewEncoder(&b).Encode(bg)

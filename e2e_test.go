@@ -215,3 +215,40 @@ func TestBackendServicesReadTheAPI(t *testing.T) {
 		}
 	}
 }
+
+// TestDossierNeedsMidden: a citizen logged in at DigiD level Basis may use
+// the directory but must step up to Midden to read their dossier.
+func TestDossierNeedsMidden(t *testing.T) {
+	p := newParts(t)
+	s := startStack(t, p, t.TempDir())
+	defer s.close()
+	s.loadDemo(t, p)
+	get := func(acr, path string) (int, string) {
+		resp, err := http.PostForm(s.base+"/dev/token", url.Values{"subject": {"Patient/anna-de-vries"}, "acr": {acr}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var tok struct {
+			AccessToken string `json:"access_token"`
+		}
+		json.NewDecoder(resp.Body).Decode(&tok)
+		resp.Body.Close()
+		req, _ := http.NewRequest("GET", s.base+"/fhir"+path, nil)
+		req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+		r, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Body.Close()
+		return r.StatusCode, r.Header.Get("WWW-Authenticate")
+	}
+	if st, wa := get("basis", "/Patient/anna-de-vries"); st != 403 || !strings.Contains(wa, "insufficient_user_authentication") {
+		t.Errorf("Basis reads the dossier: %d %q", st, wa)
+	}
+	if st, _ := get("basis", "/Practitioner/coach-sanne"); st != 200 {
+		t.Errorf("Basis reads the directory: %d", st)
+	}
+	if st, _ := get("midden", "/Patient/anna-de-vries"); st != 200 {
+		t.Errorf("Midden reads the dossier: %d", st)
+	}
+}

@@ -21,9 +21,12 @@ import (
 // exist, because its existence is itself sensitive.
 var ErrNotVisible = errors.New("policy: not visible")
 
-// ErrStepUp is returned (wrapped) when an action needs a second factor
-// passed in the last five minutes.
-var ErrStepUp = errors.New("policy: a fresh second factor is needed")
+// ErrStepUp is returned (wrapped) when an action needs a higher assurance
+// level or a second factor passed in the last five minutes.
+var ErrStepUp = errors.New("policy: a higher assurance or a fresh second factor is needed")
+
+// MinDossierLevel is the assurance a citizen needs to read a dossier.
+const MinDossierLevel = auth.LevelMidden
 
 // nothing is a constraint that matches no resource.
 var nothing = search.Or{}
@@ -156,6 +159,10 @@ func (a *Access) readPolicy(typ string) (search.Expr, error) {
 	}
 	if p.directory[typ] {
 		return nil, nil
+	}
+	if (a.client != "" || a.related != "") && a.p.Level < MinDossierLevel {
+		// citizens read a dossier with at least DigiD Midden
+		return nil, fmt.Errorf("%w: reading a dossier needs assurance level %s", ErrStepUp, MinDossierLevel)
 	}
 	inPC := p.InPatientCompartment(typ)
 	part := p.participant(typ, a.ref)
