@@ -111,7 +111,7 @@ func (v *view) readEntries(ctx context.Context, typ, id string) (*fhir.Resource,
 		r.Deleted = true
 		return r, nil, fmt.Errorf("embedded: %s: %w", typ, storage.ErrDeleted)
 	}
-	entries, err := v.entriesOf(list, rows)
+	entries, err := v.entriesOf(list, rows, nil)
 	if err != nil {
 		return nil, nil, fmt.Errorf("embedded: %s: %w", typ, err)
 	}
@@ -120,11 +120,11 @@ func (v *view) readEntries(ctx context.Context, typ, id string) (*fhir.Resource,
 
 // entriesOf decodes a resource's entry list, or rebuilds its entries from
 // its row list when it has none (written by schema 1).
-func (v *view) entriesOf(list, rows []byte) ([]search.Entry, error) {
+func (v *view) entriesOf(list, rows []byte, dst []search.Entry) ([]search.Entry, error) {
 	if list == nil && len(rows) > 0 {
 		return entriesFromRows(v, rows)
 	}
-	return decodeList(v, list, nil)
+	return decodeList(v, list, dst)
 }
 
 // ReadEntries implements storage.EntryReader.

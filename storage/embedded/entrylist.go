@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
+	"unsafe"
 
 	"regie/fhir"
 	"regie/fhir/search"
@@ -219,11 +220,16 @@ type names interface {
 
 var errBadList = errors.New("embedded: corrupt index entry list")
 
-// decodeList decodes an entry list into dst (reusing its capacity).
+// decodeList decodes an entry list into dst (reusing its capacity). The
+// strings of the entries share b's memory, so b must never be modified
+// afterwards (lists come from a database read and are not).
 func decodeList(nm names, b []byte, dst []search.Entry) ([]search.Entry, error) {
 	dst = dst[:0]
 	if len(b) == 0 {
 		return dst, nil
+	}
+	if cap(dst) == 0 {
+		dst = make([]search.Entry, 0, len(b)/20+1)
 	}
 	if b[0] != listFormat {
 		return nil, errBadList
@@ -254,7 +260,11 @@ func decodeList(nm names, b []byte, dst []search.Entry) ([]search.Entry, error) 
 			bad = true
 			return ""
 		}
-		s := string(b[p : p+int(l)])
+		if l == 0 {
+			bad = true // empty strings are not stored
+			return ""
+		}
+		s := unsafe.String(&b[p], int(l))
 		p += int(l)
 		return s
 	}

@@ -3,8 +3,10 @@ package embedded
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -155,15 +157,26 @@ func pageSize(n int) int {
 	return n
 }
 
-func (v *view) history(ctx context.Context, q *storage.HistoryQuery) (*storage.Page, error) {
+// history returns a page of versions, newest first. With a constraint it
+// keeps the versions of resources whose current version matches it (a
+// deleted resource has no current entries and matches no constraint). The
+// whole page is read on one snapshot (pool: pass the read pool).
+func (v *view) history(ctx context.Context, q *storage.HistoryQuery, pool *sql.DB) (*storage.Page, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if q.Constraint != nil {
-		return nil, fmt.Errorf("embedded: history with a constraint: %w", storage.ErrUnsupported)
-	}
 	if q.ID != "" && q.Type == "" {
 		return nil, fmt.Errorf("embedded: history of an id without a type: %w", storage.ErrUnsupported)
+	}
+	if pool != nil && q.Constraint != nil {
+		tx, err := pool.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+		if err != nil {
+			return nil, ctxOr(ctx, err)
+		}
+		defer tx.Rollback()
+		vv := *v
+		vv.q = tx
+		v = &vv
 	}
 	count := pageSize(q.Count)
 	older, cur := true, int64(0)
@@ -176,6 +189,7 @@ func (v *view) history(ctx context.Context, q *storage.HistoryQuery) (*storage.P
 	page := &storage.Page{Total: -1}
 	var where []string
 	var args []any
+	sc := scope{all: true}
 	if q.Type != "" {
 		tid, ok := v.lookup(q.Type)
 		if !ok {
@@ -184,9 +198,10 @@ func (v *view) history(ctx context.Context, q *storage.HistoryQuery) (*storage.P
 			}
 			return page, nil
 		}
+		sc = scope{tids: []int64{tid}}
 		if q.ID != "" {
 			var rid int64
-			err := v.st.db.QueryRowContext(ctx, "SELECT rid FROM resources WHERE tid = ? AND id = ?", tid, q.ID).Scan(&rid)
+			err := v.q.QueryRowContext(ctx, "SELECT rid FROM resources WHERE tid = ? AND id = ?", tid, q.ID).Scan(&rid)
 			if errors.Is(err, errNoRows) {
 				return nil, notFound(q.Type)
 			}
@@ -209,46 +224,129 @@ func (v *view) history(ctx context.Context, q *storage.HistoryQuery) (*storage.P
 		where = append(where, "v.vid <= ? AND v.vid = (SELECT max(vid) FROM versions x WHERE x.rid = v.rid AND x.vid <= ?)")
 		args = append(args, at, at)
 	}
-	base := "SELECT v.vid, v.version, v.body, r.tid, r.id FROM versions v JOIN resources r ON r.rid = v.rid WHERE 1"
+	// keep decides, per resource, whether its versions are shown.
+	var keep func(rids []int64) (map[int64]bool, error)
+	if q.Constraint != nil {
+		ex := newExec(ctx, v)
+		conj := flatten(nil, q.Constraint)
+		p, err := ex.plan(sc, conj)
+		if err != nil {
+			return nil, err
+		}
+		if p.none {
+			return page, nil
+		}
+		n, err := ex.estimate(p.drv)
+		if err != nil {
+			return nil, err
+		}
+		if n < estimateCap {
+			// Few resources can match: list them.
+			var rids []int64
+			if err := ex.scan(p, 0, false, n, false, func(c *cand) bool { rids = append(rids, c.rid); return true }); err != nil {
+				return nil, err
+			}
+			if len(rids) == 0 {
+				return page, nil
+			}
+			b, _ := json.Marshal(rids)
+			where = append(where, "v.rid IN (SELECT value FROM json_each(?))")
+			args = append(args, string(b))
+		} else {
+			decided := map[int64]bool{}
+			keep = func(rids []int64) (map[int64]bool, error) {
+				var ask []int64
+				for _, rid := range rids {
+					if _, ok := decided[rid]; !ok {
+						ask = append(ask, rid)
+						decided[rid] = false
+					}
+				}
+				if len(ask) > 0 {
+					b, _ := json.Marshal(ask)
+					cs, err := ex.fetch([]arm{{raw: "SELECT rid FROM resources WHERE rid IN (SELECT value FROM json_each(?)) AND deleted = 0",
+						args: []any{string(b)}, unique: true}}, conj)
+					if err != nil {
+						return nil, err
+					}
+					for _, c := range cs {
+						decided[c.rid] = true
+					}
+				}
+				return decided, nil
+			}
+		}
+	}
+	base := "SELECT v.vid, v.version, v.body, r.tid, r.id, v.rid FROM versions v JOIN resources r ON r.rid = v.rid WHERE 1"
 	for _, w := range where {
 		base += " AND " + w
 	}
-	run := func(cond string, cargs []any, order string, limit int) ([]*fhir.Resource, []int64, error) {
-		sqlText := base + cond + " ORDER BY v.vid " + order + " LIMIT ?"
-		all := append(append(append([]any{}, args...), cargs...), limit)
-		rows, err := v.st.db.QueryContext(ctx, sqlText, all...)
-		if err != nil {
-			return nil, nil, ctxOr(ctx, err)
-		}
-		defer rows.Close()
+	// run reads versions beyond bound (older: vid < bound, else vid >
+	// bound; 0 for no bound), in vid order, until limit are kept.
+	run := func(older bool, bound int64, limit int) ([]*fhir.Resource, []int64, error) {
 		var out []*fhir.Resource
 		var vids []int64
-		for rows.Next() {
-			var vid, tid int64
-			r := &fhir.Resource{}
-			if err := rows.Scan(&vid, &r.Version, &r.Body, &tid, &r.ID); err != nil {
-				return nil, nil, err
+		batch := limit
+		if keep != nil {
+			batch = max(limit*2, 64)
+		}
+		for {
+			cond, order := "", " ORDER BY v.vid DESC"
+			var cargs []any
+			switch {
+			case older && bound > 0:
+				cond, cargs = " AND v.vid < ?", []any{bound}
+			case !older:
+				cond, cargs, order = " AND v.vid > ?", []any{bound}, " ORDER BY v.vid ASC"
 			}
-			r.Type = v.typeName(tid)
-			r.LastUpdated = time.UnixMicro(vid).UTC()
-			r.Deleted = r.Body == nil
-			out = append(out, r)
-			vids = append(vids, vid)
+			rows, err := v.q.QueryContext(ctx, base+cond+order+" LIMIT ?", append(append(append([]any{}, args...), cargs...), batch)...)
+			if err != nil {
+				return nil, nil, ctxOr(ctx, err)
+			}
+			var got []*fhir.Resource
+			var gotVids, gotRids []int64
+			for rows.Next() {
+				var vid, tid, rid int64
+				r := &fhir.Resource{}
+				if err := rows.Scan(&vid, &r.Version, &r.Body, &tid, &r.ID, &rid); err != nil {
+					rows.Close()
+					return nil, nil, err
+				}
+				r.Type = v.typeName(tid)
+				r.LastUpdated = timeOf(vid)
+				r.Deleted = r.Body == nil
+				got, gotVids, gotRids = append(got, r), append(gotVids, vid), append(gotRids, rid)
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return nil, nil, ctxOr(ctx, err)
+			}
+			var ok map[int64]bool
+			if keep != nil {
+				if ok, err = keep(gotRids); err != nil {
+					return nil, nil, err
+				}
+			}
+			for i, r := range got {
+				if ok == nil || ok[gotRids[i]] {
+					out, vids = append(out, r), append(vids, gotVids[i])
+					if len(out) == limit {
+						return out, vids, nil
+					}
+				}
+			}
+			if len(got) < batch {
+				return out, vids, nil
+			}
+			bound = gotVids[len(gotVids)-1]
+			batch = min(batch*4, 4096)
 		}
-		if err := rows.Err(); err != nil {
-			return nil, nil, ctxOr(ctx, err)
-		}
-		return out, vids, nil
 	}
 	var res []*fhir.Resource
 	var vids []int64
 	var err error
 	if older {
-		cond, cargs := "", []any(nil)
-		if cur > 0 {
-			cond, cargs = " AND v.vid < ?", []any{cur}
-		}
-		res, vids, err = run(cond, cargs, "DESC", count+1)
+		res, vids, err = run(true, cur, count+1)
 		if err != nil {
 			return nil, err
 		}
@@ -260,7 +358,7 @@ func (v *view) history(ctx context.Context, q *storage.HistoryQuery) (*storage.P
 			page.Prev = "h>" + strconv.FormatInt(vids[0], 10)
 		}
 	} else {
-		res, vids, err = run(" AND v.vid > ?", []any{cur}, "ASC", count+1)
+		res, vids, err = run(false, cur, count+1)
 		if err != nil {
 			return nil, err
 		}
@@ -268,10 +366,8 @@ func (v *view) history(ctx context.Context, q *storage.HistoryQuery) (*storage.P
 		if more {
 			res, vids = res[:count], vids[:count]
 		}
-		for i, j := 0, len(res)-1; i < j; i, j = i+1, j-1 {
-			res[i], res[j] = res[j], res[i]
-			vids[i], vids[j] = vids[j], vids[i]
-		}
+		slices.Reverse(res)
+		slices.Reverse(vids)
 		if len(vids) > 0 {
 			page.Next = "h<" + strconv.FormatInt(vids[len(vids)-1], 10)
 			if more {
@@ -315,7 +411,7 @@ func (s *Store) History(ctx context.Context, q *storage.HistoryQuery) (*storage.
 	if s.isClosed() {
 		return nil, fmt.Errorf("embedded: history: %w", storage.ErrClosed)
 	}
-	p, err := s.poolView().history(ctx, q)
+	p, err := s.poolView().history(ctx, q, s.rdb)
 	if err != nil {
 		return nil, s.readErr("history", err)
 	}
@@ -327,7 +423,7 @@ func (s *Store) Search(ctx context.Context, q *search.Query) (*storage.Page, err
 	if s.isClosed() {
 		return nil, fmt.Errorf("embedded: search: %w", storage.ErrClosed)
 	}
-	p, err := s.poolView().search(ctx, q)
+	p, err := s.poolView().search(ctx, q, s.rdb)
 	if err != nil {
 		return nil, s.readErr("search", err)
 	}
@@ -368,7 +464,7 @@ func (t *tx) History(ctx context.Context, q *storage.HistoryQuery) (*storage.Pag
 	if err := t.check(ctx); err != nil {
 		return nil, err
 	}
-	return t.w.view().history(context.Background(), q)
+	return t.w.view().history(context.Background(), q, nil)
 }
 
 func (t *tx) Search(ctx context.Context, q *search.Query) (*storage.Page, error) {
@@ -378,7 +474,7 @@ func (t *tx) Search(ctx context.Context, q *search.Query) (*storage.Page, error)
 	if err := t.w.flush(); err != nil {
 		return nil, err
 	}
-	return t.w.view().search(context.Background(), q)
+	return t.w.view().search(context.Background(), q, nil)
 }
 
 func (t *tx) Write(ctx context.Context, wr *storage.Write) (*fhir.Resource, error) {

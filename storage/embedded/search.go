@@ -2,237 +2,333 @@ package embedded
 
 import (
 	"context"
+	"database/sql"
+	"encoding/base64"
+	"encoding/binary"
 	"fmt"
+	"hash/fnv"
+	"math"
+	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"regie/fhir"
 	"regie/fhir/search"
 	"regie/storage"
 )
 
-// search answers the simplest searches: one type; And, Or and Not of
-// token, reference, string and _id matches without modifiers (string also
-// :exact and :contains); no sort, include or constraint. Everything else
-// is storage.ErrUnsupported until the query compiler lands. Results come
-// in rid order (insertion order of the resource), which is also the
-// cursor.
-func (v *view) search(ctx context.Context, q *search.Query) (*storage.Page, error) {
+// Cursors. Unsorted searches page by rid: "s<rid>" continues after rid,
+// "p<rid>" is the page before rid. Sorted searches carry the last (or
+// first) resource's sort keys and rid: "o" (after) or "O" (before), then
+// base64url of (hash of the sort keys, keys, rid).
+
+func parseRidCursor(c string) (prev bool, rid int64, err error) {
+	if len(c) < 2 || (c[0] != 's' && c[0] != 'p') {
+		return false, 0, fmt.Errorf("embedded: search: %w", storage.ErrInvalidCursor)
+	}
+	n, err := strconv.ParseInt(c[1:], 10, 64)
+	if err != nil || n < 0 {
+		return false, 0, fmt.Errorf("embedded: search: %w", storage.ErrInvalidCursor)
+	}
+	return c[0] == 'p', n, nil
+}
+
+func sortHash(sorts []search.Sort) uint32 {
+	h := fnv.New32a()
+	for _, s := range sorts {
+		fmt.Fprintf(h, "%s\x00%s\x00%v\x00", s.Param, s.Type, s.Desc)
+	}
+	return h.Sum32()
+}
+
+func sortCursor(before bool, sorts []search.Sort, keys []sortKey, rid int64) string {
+	b := binary.BigEndian.AppendUint32(nil, sortHash(sorts))
+	for _, k := range keys {
+		if !k.ok {
+			b = append(b, 0)
+			continue
+		}
+		b = append(b, 1)
+		b = binary.AppendUvarint(b, uint64(len(k.str)))
+		b = append(b, k.str...)
+		b = binary.BigEndian.AppendUint64(b, math.Float64bits(k.num))
+	}
+	b = binary.AppendVarint(b, rid)
+	p := "o"
+	if before {
+		p = "O"
+	}
+	return p + base64.RawURLEncoding.EncodeToString(b)
+}
+
+func parseSortCursor(c string, sorts []search.Sort) (before bool, keys []sortKey, rid int64, err error) {
+	bad := fmt.Errorf("embedded: search: %w", storage.ErrInvalidCursor)
+	if len(c) < 2 || (c[0] != 'o' && c[0] != 'O') {
+		return false, nil, 0, bad
+	}
+	b, err := base64.RawURLEncoding.DecodeString(c[1:])
+	if err != nil || len(b) < 4 || binary.BigEndian.Uint32(b) != sortHash(sorts) {
+		return false, nil, 0, bad
+	}
+	b = b[4:]
+	for range sorts {
+		if len(b) == 0 {
+			return false, nil, 0, bad
+		}
+		flag := b[0]
+		b = b[1:]
+		if flag == 0 {
+			keys = append(keys, sortKey{})
+			continue
+		}
+		l, n := binary.Uvarint(b)
+		if n <= 0 || uint64(len(b)-n) < l+8 {
+			return false, nil, 0, bad
+		}
+		s := string(b[n : n+int(l)])
+		b = b[n+int(l):]
+		keys = append(keys, sortKey{str: s, num: math.Float64frombits(binary.BigEndian.Uint64(b)), ok: true})
+		b = b[8:]
+	}
+	rid, n := binary.Varint(b)
+	if n <= 0 || n != len(b) {
+		return false, nil, 0, bad
+	}
+	return c[0] == 'O', keys, rid, nil
+}
+
+// search runs q on v. On the read pool it runs in one read transaction,
+// so that every statement of the search sees the same snapshot.
+func (v *view) search(ctx context.Context, q *search.Query, pool *sql.DB) (*storage.Page, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if len(q.Types) != 1 || q.Constraint != nil || len(q.Include) > 0 || len(q.RevInclude) > 0 || len(q.Sort) > 0 {
-		return nil, fmt.Errorf("embedded: search: %w", storage.ErrUnsupported)
+	if err := checkSorts(q.Sort); err != nil {
+		return nil, err
 	}
-	count := pageSize(q.Count)
-	var after int64
-	if q.Cursor != "" {
-		var err error
-		after, err = parseSearchCursor(q.Cursor)
+	if pool != nil {
+		tx, err := pool.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 		if err != nil {
-			return nil, err
+			return nil, ctxOr(ctx, err)
 		}
+		defer tx.Rollback()
+		vv := *v
+		vv.q = tx
+		v = &vv
 	}
-	page := &storage.Page{Total: -1}
-	tid, ok := v.lookup(q.Types[0])
-	if !ok {
-		if q.Total == search.TotalAccurate || q.Total == search.TotalEstimate || q.Summary == search.SummaryCount {
-			page.Total = 0
-		}
-		return page, nil
-	}
-	c := &compiler{v: v, tid: tid}
-	cond, err := c.expr(q.Where)
+	ex := newExec(ctx, v)
+	sc := ex.scopeOf(q.Types)
+	conj := flatten(flatten(nil, q.Where), q.Constraint)
+	p, err := ex.plan(sc, conj)
 	if err != nil {
 		return nil, err
 	}
-	if m, ok := q.Where.(*search.Match); !ok || len(m.Values) != 1 || m.Type != fhir.ParamToken || m.Modifier != "" ||
-		m.Values[0].AnySystem || m.Values[0].Code == "" || m.Param == "_id" || len(c.args) != 4 {
-		c.direct = ""
-	}
-	args := append([]any{tid}, c.args...)
-	base := " FROM resources r WHERE r.tid = ? AND r.deleted = 0 AND (" + cond + ")"
+	page := &storage.Page{Total: -1}
 	countOnly := q.Summary == search.SummaryCount
-	if q.Total == search.TotalAccurate || q.Total == search.TotalEstimate || (countOnly && q.Total != search.TotalNone) {
-		countSQL, countArgs := "SELECT count(*)"+base, args
-		if c.direct != "" {
-			// One exact token: its index rows are one per matching resource
-			// (deleted resources have none, and pid implies the type), so
-			// count them where they lie.
-			countSQL, countArgs = c.direct, c.args
-		}
-		if err := v.st.db.QueryRowContext(ctx, countSQL, countArgs...).Scan(&page.Total); err != nil {
-			return nil, ctxOr(ctx, err)
-		}
-	}
 	if countOnly {
+		if q.Total != search.TotalNone {
+			if page.Total, err = ex.count(p); err != nil {
+				return nil, err
+			}
+		}
 		return page, nil
 	}
-	sqlText := "SELECT r.rid, r.id, r.version, r.vid, (SELECT body FROM versions WHERE vid = r.vid)" + base +
-		" AND r.rid > ? ORDER BY r.rid LIMIT ?"
-	rows, err := v.st.db.QueryContext(ctx, sqlText, append(args, after, count+1)...)
-	if err != nil {
-		return nil, ctxOr(ctx, err)
+	includes := len(q.Include) > 0 || len(q.RevInclude) > 0
+	var res []*cand
+	if len(q.Sort) > 0 {
+		res, err = ex.sortedPage(p, q, page, includes)
+	} else {
+		res, err = ex.page(p, q, page, includes)
 	}
-	defer rows.Close()
-	var last int64
-	for rows.Next() {
-		if len(page.Resources) == count {
-			page.Next = "s" + strconv.FormatInt(last, 10)
-			break
-		}
-		var vid int64
-		r := &fhir.Resource{Type: q.Types[0]}
-		if err := rows.Scan(&last, &r.ID, &r.Version, &vid, &r.Body); err != nil {
+	if err != nil {
+		return nil, err
+	}
+	var inc []*cand
+	if includes {
+		if inc, err = ex.includes(q, res); err != nil {
 			return nil, err
 		}
-		r.LastUpdated = time.UnixMicro(vid).UTC()
-		page.Resources = append(page.Resources, r)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, ctxOr(ctx, err)
+	if page.Resources, err = ex.bodies(res); err != nil {
+		return nil, err
+	}
+	if page.Included, err = ex.bodies(inc); err != nil {
+		return nil, err
 	}
 	return page, nil
 }
 
-func parseSearchCursor(c string) (int64, error) {
-	if len(c) < 2 || c[0] != 's' {
-		return 0, fmt.Errorf("embedded: search: %w", storage.ErrInvalidCursor)
-	}
-	n, err := strconv.ParseInt(c[1:], 10, 64)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("embedded: search: %w", storage.ErrInvalidCursor)
-	}
-	return n, nil
-}
-
-// compiler turns a query tree into an SQL condition over resources r.
-type compiler struct {
-	v    *view
-	tid  int64
-	args []any
-	// direct counts the matches of a lone exact token on its index table.
-	direct string
-}
-
-func unsupported(what string) error {
-	return fmt.Errorf("embedded: search %s: %w", what, storage.ErrUnsupported)
-}
-
-func (c *compiler) expr(e search.Expr) (string, error) {
-	switch e := e.(type) {
-	case nil:
-		return "1", nil
-	case search.And:
-		return c.join(e, " AND ", "1")
-	case search.Or:
-		return c.join(e, " OR ", "0")
-	case search.Not:
-		x, err := c.expr(e.X)
-		if err != nil {
-			return "", err
+// page fills page with the resources of an unsorted search at its
+// cursor, in rid order, and counts when asked.
+func (ex *exec) page(p *plan, q *search.Query, page *storage.Page, entries bool) ([]*cand, error) {
+	count := pageSize(q.Count)
+	prev, from := false, int64(0)
+	if q.Cursor != "" {
+		var err error
+		if prev, from, err = parseRidCursor(q.Cursor); err != nil {
+			return nil, err
 		}
-		return "NOT (" + x + ")", nil
-	case *search.Match:
-		return c.match(e)
-	default:
-		return "", unsupported(fmt.Sprintf("%T", e))
 	}
-}
-
-func (c *compiler) join(es []search.Expr, op, empty string) (string, error) {
-	if len(es) == 0 {
-		return empty, nil
+	collect := func(from int64, desc bool) ([]*cand, error) {
+		var out []*cand
+		err := ex.scan(p, from, desc, count+1, entries, func(c *cand) bool {
+			out = append(out, c.keep())
+			return len(out) <= count
+		})
+		return out, err
 	}
-	parts := make([]string, len(es))
-	for i, e := range es {
-		p, err := c.expr(e)
-		if err != nil {
-			return "", err
-		}
-		parts[i] = "(" + p + ")"
-	}
-	return strings.Join(parts, op), nil
-}
-
-func (c *compiler) match(m *search.Match) (string, error) {
-	if m.Param == "_id" {
-		if m.Modifier != "" {
-			return "", unsupported("_id:" + m.Modifier)
-		}
-		var ors []string
-		for _, v := range m.Values {
-			ors = append(ors, "r.id = ?")
-			c.args = append(c.args, v.Code)
-		}
-		return orOf(ors), nil
-	}
-	if strings.HasPrefix(m.Param, "_") && m.Param != "_tag" && m.Param != "_profile" && m.Param != "_security" && m.Param != "_source" {
-		return "", unsupported(m.Param)
-	}
-	pid, ok := c.v.paramID(c.tid, m.Param)
-	if !ok {
-		pid = -1 // no resource of the type has an entry: nothing matches
-	}
-	var ors []string
-	sub := func(table, cond string, args ...any) {
-		ors = append(ors, "r.rid IN (SELECT rid FROM "+table+" WHERE pid = ? AND "+cond+")")
-		c.args = append(c.args, pid)
-		c.args = append(c.args, args...)
-	}
-	for _, v := range m.Values {
-		if v.Missing {
-			return "", unsupported(":missing")
-		}
-		switch {
-		case m.Type == fhir.ParamToken && m.Modifier == "":
-			switch {
-			case v.AnySystem:
-				sub("idx_token", "code = ?", v.Code)
-			default:
-				sid, ok := c.v.systemID(v.System)
-				if !ok {
-					continue
-				}
-				if v.Code == "" {
-					sub("idx_token", "sid = ?", sid)
-				} else {
-					sub("idx_token", "code = ? AND sid = ?", v.Code, sid)
-					c.direct = "SELECT count(*) FROM idx_token WHERE pid = ? AND code = ? AND sid = ? AND grp = ?"
-					c.args = append(c.args, 0)
-					ors[len(ors)-1] = "r.rid IN (SELECT rid FROM idx_token WHERE pid = ? AND code = ? AND sid = ? AND grp = ?)"
-				}
+	var res []*cand
+	var err error
+	counting := q.Total == search.TotalAccurate || q.Total == search.TotalEstimate
+	if counting && !prev && from == 0 && len(p.filters) > 0 {
+		// The first page of a filtered search: count in the same pass.
+		n := 0
+		err := ex.scan(p, 0, false, 4096, entries, func(c *cand) bool {
+			if n <= count {
+				res = append(res, c.keep())
 			}
-		case m.Type == fhir.ParamReference && m.Modifier == "":
-			switch {
-			case v.URL != "":
-				sub("idx_reference", "url = ?", v.URL)
-			case v.RefType != "":
-				rtid, ok := c.v.lookup(v.RefType)
-				if !ok {
-					continue
-				}
-				sub("idx_reference", "rtid = ? AND ref = ? AND url = ''", rtid, v.RefID)
-			default:
-				sub("idx_reference", "ref = ? AND url = ''", v.RefID)
-			}
-		case m.Type == fhir.ParamString && m.Modifier == "":
-			sub("idx_string", "value >= ? AND value < ?", v.Str, v.Str+"\xff")
-		case m.Type == fhir.ParamString && m.Modifier == "exact":
-			sub("idx_string", "(exact = ? OR (exact = '' AND value = ?))", v.Str, v.Str)
-		case m.Type == fhir.ParamString && m.Modifier == "contains":
-			sub("idx_string", "instr(value, ?) > 0", v.Str)
-		default:
-			return "", unsupported(string(m.Type) + " " + m.Modifier)
+			n++
+			return true
+		})
+		if err != nil {
+			return nil, err
+		}
+		if len(res) > count {
+			res = res[:count]
+			page.Next = "s" + strconv.FormatInt(res[count-1].rid, 10)
+		}
+		page.Total = n
+		return res, nil
+	}
+	if prev {
+		if res, err = collect(from, true); err != nil {
+			return nil, err
+		}
+		if len(res) > count {
+			res = res[:count]
+			slices.Reverse(res)
+			page.Prev = "p" + strconv.FormatInt(res[0].rid, 10)
+			page.Next = "s" + strconv.FormatInt(res[len(res)-1].rid, 10)
+		} else {
+			// The start is reached: the previous page is the first page.
+			prev, from = false, 0
 		}
 	}
-	return orOf(ors), nil
+	if !prev {
+		if res, err = collect(from, false); err != nil {
+			return nil, err
+		}
+		if len(res) > count {
+			res = res[:count]
+			page.Next = "s" + strconv.FormatInt(res[count-1].rid, 10)
+		}
+		if from > 0 && len(res) > 0 {
+			page.Prev = "p" + strconv.FormatInt(res[0].rid, 10)
+		}
+	}
+	switch {
+	case counting:
+		if page.Total, err = ex.count(p); err != nil {
+			return nil, err
+		}
+	case q.Total == "" && from == 0 && !prev && page.Next == "":
+		page.Total = len(res) // the whole result is this one page
+	}
+	return res, nil
 }
 
-func orOf(ors []string) string {
-	if len(ors) == 0 {
-		return "0"
+// sortedPage fills page with the resources of a sorted search at its
+// cursor: every match is read and sorted (docs/storage.md).
+func (ex *exec) sortedPage(p *plan, q *search.Query, page *storage.Page, entries bool) ([]*cand, error) {
+	count := pageSize(q.Count)
+	all, err := ex.all(p, true)
+	if err != nil {
+		return nil, err
 	}
-	return strings.Join(ors, " OR ")
+	for _, c := range all {
+		c.sortKeys = c.keys(q.Sort)
+		if c.err != nil {
+			return nil, c.err
+		}
+	}
+	slices.SortFunc(all, func(a, b *cand) int { return compareKeys(q.Sort, a.sortKeys, a.rid, b.sortKeys, b.rid) })
+	start := 0
+	if q.Cursor != "" {
+		before, keys, rid, err := parseSortCursor(q.Cursor, q.Sort)
+		if err != nil {
+			return nil, err
+		}
+		// i is the first resource after the cursor's position.
+		i, _ := slices.BinarySearchFunc(all, 0, func(c *cand, _ int) int {
+			if compareKeys(q.Sort, c.sortKeys, c.rid, keys, rid) <= 0 {
+				return -1
+			}
+			return 1
+		})
+		start = i
+		if before {
+			j, _ := slices.BinarySearchFunc(all, 0, func(c *cand, _ int) int {
+				if compareKeys(q.Sort, c.sortKeys, c.rid, keys, rid) < 0 {
+					return -1
+				}
+				return 1
+			})
+			start = max(0, j-count)
+		}
+	}
+	end := min(len(all), start+count)
+	res := all[start:end]
+	if end < len(all) && len(res) > 0 {
+		l := res[len(res)-1]
+		page.Next = sortCursor(false, q.Sort, l.sortKeys, l.rid)
+	}
+	if start > 0 && len(res) > 0 {
+		page.Prev = sortCursor(true, q.Sort, res[0].sortKeys, res[0].rid)
+	}
+	if q.Total != search.TotalNone {
+		page.Total = len(all)
+	}
+	return res, nil
+}
+
+// bodies reads the stored bodies of cs.
+func (ex *exec) bodies(cs []*cand) ([]*fhir.Resource, error) {
+	if len(cs) == 0 {
+		return nil, nil
+	}
+	out := make([]*fhir.Resource, len(cs))
+	byVid := make(map[int64]*fhir.Resource, len(cs))
+	var in []string
+	var args []any
+	for i, c := range cs {
+		r := &fhir.Resource{Type: c.typeName(), ID: c.id, Version: c.version, LastUpdated: timeOf(c.vid)}
+		out[i] = r
+		byVid[c.vid] = r
+		in = append(in, "?")
+		args = append(args, c.vid)
+	}
+	rows, err := ex.v.q.QueryContext(ex.ctx, "SELECT vid, body FROM versions WHERE vid IN ("+strings.Join(in, ", ")+")", args...)
+	if err != nil {
+		return nil, ex.err(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var vid int64
+		var body []byte
+		if err := rows.Scan(&vid, &body); err != nil {
+			return nil, err
+		}
+		if r := byVid[vid]; r != nil {
+			r.Body = body
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, ex.err(err)
+	}
+	for _, r := range out {
+		if r.Body == nil {
+			return nil, fmt.Errorf("embedded: search: %s has no body", r.Type)
+		}
+	}
+	return out, nil
 }

@@ -35,7 +35,7 @@ type RecordsCase struct {
 // Run runs every Store case, each against a fresh store from open.
 func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 	t.Helper()
-	groups := [][]Case{StoreCases, IndexCases}
+	groups := [][]Case{StoreCases, IndexCases, SearchCases}
 	for _, g := range groups {
 		for _, c := range g {
 			t.Run(c.Name, func(t *testing.T) {

@@ -1,0 +1,195 @@
+package storagetest
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+
+	"regie/fhir"
+	"regie/fhir/search"
+	"regie/storage"
+)
+
+// want returns the refs of docs of types (nil: all) matching where and con.
+func (m *memDocs) want(types []string, where, con search.Expr) []string {
+	var out []string
+	for _, d := range m.order {
+		if (len(types) == 0 || slices.Contains(types, d.Type)) && search.Eval(where, d, m) && search.Eval(con, d, m) {
+			out = append(out, d.Type+"/"+d.ID)
+		}
+	}
+	return out
+}
+
+func tokenAny(param, code string) *search.Match {
+	return &search.Match{Param: param, Type: fhir.ParamToken, Values: []search.Value{{AnySystem: true, Code: code}}}
+}
+
+// testSearchCount checks _summary=count and _total on the shapes a store
+// may count on its index (a resource with several matching entries counts
+// once) and through filters.
+func testSearchCount(t *testing.T, s storage.Store) {
+	docs := caseload(t, s)
+	twice := []search.Entry{
+		{Param: "code", Type: fhir.ParamToken, System: "http://loinc.org", Code: "c1"},
+		{Param: "code", Type: fhir.ParamToken, System: "http://snomed.info/sct", Code: "c1"},
+		{Param: "subject", Type: fhir.ParamReference, RefType: "Patient", RefID: "p1"},
+		{Param: "subject", Type: fhir.ParamReference, RefType: "Patient", RefID: "p1", RefVersion: "2"},
+	}
+	w := mustWrite(t, s, &storage.Write{Type: "Observation", ID: "twice", Body: doc("Observation", 0), Index: twice})
+	docs.put(&search.Doc{Type: "Observation", ID: "twice", LastUpdated: w.LastUpdated, Entries: twice})
+	p1 := &search.Match{Param: "subject", Type: fhir.ParamReference, Values: []search.Value{{RefType: "Patient", RefID: "p1"}}}
+	tests := []struct {
+		name  string
+		types []string
+		where search.Expr
+		con   search.Expr
+	}{
+		{"every observation", []string{"Observation"}, nil, nil},
+		{"one code in one system", []string{"Observation"}, &search.Match{Param: "code", Type: fhir.ParamToken,
+			Values: []search.Value{{System: "http://loinc.org", Code: "c1"}}}, nil},
+		{"one code in any system", []string{"Observation"}, tokenAny("code", "c1"), nil},
+		{"two codes", []string{"Observation"}, &search.Match{Param: "code", Type: fhir.ParamToken,
+			Values: []search.Value{{AnySystem: true, Code: "c1"}, {AnySystem: true, Code: "c2"}}}, nil},
+		{"a reference (versioned twice)", []string{"Observation"}, p1, nil},
+		{"code and reference", []string{"Observation"}, search.And{tokenAny("code", "c1"), p1}, nil},
+		{"with a constraint", []string{"Observation"}, tokenAny("code", "c1"), policy([]string{"Observation"}, "p1", "p2")},
+		{"a date range", []string{"Observation"}, &search.Match{Param: "date", Type: fhir.ParamDate,
+			Values: []search.Value{{Prefix: search.Ge, Lo: 5e6, Hi: 5e6 + 999_999}}}, nil},
+		{"negation", []string{"Observation"}, search.Not{X: tokenAny("code", "c1")}, nil},
+		{"several types", []string{"Observation", "Patient", "CarePlan"}, nil, nil},
+		{"system level", nil, nil, nil},
+		{"system level, constrained", nil, nil, policy(nil, "p3")},
+		{"a type without resources", []string{"Goal"}, nil, nil},
+		{"a type never written", []string{"Basic"}, tokenAny("code", "c1"), nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			want := len(docs.want(tc.types, tc.where, tc.con))
+			p, err := s.Search(ctx(t), &search.Query{Types: tc.types, Where: tc.where, Constraint: tc.con, Summary: search.SummaryCount})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Total != want || len(p.Resources) != 0 || p.Next != "" {
+				t.Errorf("_summary=count: %d (%d resources, next %q), want %d", p.Total, len(p.Resources), p.Next, want)
+			}
+			p, err = s.Search(ctx(t), &search.Query{Types: tc.types, Where: tc.where, Constraint: tc.con, Count: 2, Total: search.TotalAccurate})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Total != want || len(p.Resources) != min(2, want) {
+				t.Errorf("_total=accurate: %d with %d resources, want %d", p.Total, len(p.Resources), want)
+			}
+			p, err = s.Search(ctx(t), &search.Query{Types: tc.types, Where: tc.where, Constraint: tc.con, Count: 2, Total: search.TotalNone})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Total != -1 {
+				t.Errorf("_total=none: total %d", p.Total)
+			}
+		})
+	}
+}
+
+// testSearchSystemLevel searches every type, and several, by parameters
+// that some types have and others not, and by _id and _lastUpdated.
+func testSearchSystemLevel(t *testing.T, s storage.Store) {
+	docs := caseload(t, s)
+	mid := docs.byRef["Observation/o5-5"].LastUpdated
+	lu := &search.Match{Param: "_lastUpdated", Type: fhir.ParamDate, Values: []search.Value{{Prefix: search.Gt,
+		Lo: search.Instant(mid), Hi: search.Instant(mid)}}}
+	ids := &search.Match{Param: "_id", Type: fhir.ParamToken, Values: []search.Value{{AnySystem: true, Code: "p1"},
+		{AnySystem: true, Code: "o1-1"}, {AnySystem: true, Code: "pr"}, {AnySystem: true, Code: "nothing"}}}
+	tests := []struct {
+		name  string
+		types []string
+		where search.Expr
+		con   search.Expr
+	}{
+		{"everything", nil, nil, nil},
+		{"ids over every type", nil, ids, nil},
+		{"ids over two types", []string{"Patient", "Practitioner"}, ids, nil},
+		{"last updated", nil, lu, nil},
+		{"a parameter some types have", nil, &search.Match{Param: "subject", Type: fhir.ParamReference,
+			Values: []search.Value{{RefType: "Patient", RefID: "p4"}}}, nil},
+		{"a code, two types", []string{"Observation", "Patient"}, tokenAny("code", "c1"), nil},
+		{"gender or a code", nil, search.Or{tokenAny("gender", "female"), tokenAny("code", "c0")}, nil},
+		{"a type-aware constraint", nil, nil, policy(nil, "p2", "p9")},
+		{"not a type", nil, search.Not{X: &search.Match{Param: "_type", Type: fhir.ParamToken,
+			Values: []search.Value{{AnySystem: true, Code: "Observation"}}}}, nil},
+		{"types from the query", nil, &search.Match{Param: "_type", Type: fhir.ParamToken,
+			Values: []search.Value{{AnySystem: true, Code: "CarePlan"}, {AnySystem: true, Code: "Practitioner"}}}, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			want := docs.want(tc.types, tc.where, tc.con)
+			res, err := searchAll(t, s, &search.Query{Types: tc.types, Where: tc.where, Constraint: tc.con, Count: 17})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(res.refs, want) && (len(want) > 0 || len(res.refs) > 0) {
+				t.Errorf("got %v\nwant %v (in write order)", res.refs, want)
+			}
+		})
+	}
+}
+
+// testHistoryConstraint checks type and system history with a constraint:
+// the versions of resources whose current version matches it, newest
+// first, paged; a deleted resource matches no constraint.
+func testHistoryConstraint(t *testing.T, s storage.Store) {
+	docs := caseload(t, s)
+	// Give some observations more versions; move o2-0 to another patient;
+	// delete o3-0.
+	for i := range 3 {
+		for _, id := range []string{"o1-1", "o2-2", "o7-3"} {
+			d := docs.byRef["Observation/"+id]
+			mustWrite(t, s, &storage.Write{Type: "Observation", ID: id, Body: doc("Observation", 100+i), Index: d.Entries})
+		}
+	}
+	moved := []search.Entry{{Param: "subject", Type: fhir.ParamReference, RefType: "Patient", RefID: "p9"}}
+	mustWrite(t, s, &storage.Write{Type: "Observation", ID: "o2-0", Body: doc("Observation", 7), Index: moved})
+	docs.byRef["Observation/o2-0"].Entries = moved
+	mustWrite(t, s, &storage.Write{Type: "Observation", ID: "o3-0", Delete: true})
+	delete(docs.byRef, "Observation/o3-0")
+
+	for _, tc := range []struct {
+		name string
+		typ  string
+		con  search.Expr
+	}{
+		{"type", "Observation", policy([]string{"Observation"}, "p1", "p2", "p3")},
+		{"type, nothing permitted", "Observation", search.Or{}},
+		{"system", "", policy(nil, "p2", "p3", "p7")},
+		{"system, many patients", "", policy(nil, append([]string{"p7"}, fmt.Sprint("absent-", 1), "absent-2")...)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			all := history(t, s, storage.HistoryQuery{Type: tc.typ})
+			var want []string
+			allKeys := keys(all)
+			for i, r := range all {
+				if d := docs.byRef[r.Type+"/"+r.ID]; d != nil && search.Eval(tc.con, d, docs) {
+					want = append(want, allKeys[i])
+				}
+			}
+			for _, count := range []int{1, 2, 5} {
+				got := history(t, s, storage.HistoryQuery{Type: tc.typ, Constraint: tc.con, Count: count})
+				if !slices.Equal(keys(got), want) && (len(got) > 0 || len(want) > 0) {
+					t.Fatalf("_count=%d:\n got %v\nwant %v", count, keys(got), want)
+				}
+			}
+		})
+	}
+	// Instance history: of a matching resource, everything; of one that
+	// does not match (or is deleted), nothing.
+	con := policy([]string{"Observation"}, "p1")
+	if got := history(t, s, storage.HistoryQuery{Type: "Observation", ID: "o1-1", Constraint: con}); len(got) != 4 {
+		t.Errorf("instance history of a permitted resource: %d versions, want 4", len(got))
+	}
+	if got := history(t, s, storage.HistoryQuery{Type: "Observation", ID: "o2-2", Constraint: con}); len(got) != 0 {
+		t.Errorf("instance history of a resource outside the constraint: %v", keys(got))
+	}
+	if got := history(t, s, storage.HistoryQuery{Type: "Observation", ID: "o3-0", Constraint: policy([]string{"Observation"}, "p3")}); len(got) != 0 {
+		t.Errorf("instance history of a deleted resource with a constraint: %v", keys(got))
+	}
+}
