@@ -39,6 +39,17 @@ test-short:
 bench:
 	$(GO) run ./cmd/regie-bench
 
+# The search benchmark (docs/benchmarks.md, "Search at 1,000,000
+# resources"): generates BENCH_N Synthea-shaped resources into a store
+# cached under .cache/bench-search (resumable), then measures ingestion,
+# index size and the query shapes. BENCH_FLAGS adds flags (-runs, -requests,
+# -profile, …); `make bench-search BENCH_N=100000` is a quick run.
+BENCH_N     ?= 1000000
+BENCH_FLAGS ?=
+.PHONY: bench-search
+bench-search:
+	$(GO) run ./cmd/regie-bench search -n $(BENCH_N) $(BENCH_FLAGS)
+
 generate:
 	$(GO) run ./profiles/internal/gen -src ../shared/fhir/definitions/hl7.fhir.r4.core-4.0.1 -out profiles/r4
 

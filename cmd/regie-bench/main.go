@@ -2,6 +2,7 @@
 // 127.0.0.1 and prints the figures recorded in docs/benchmarks.md.
 //
 //	go run ./cmd/regie-bench [-runs 5] [-reads 200000] [-creates 40000] [-c 32]
+//	go run ./cmd/regie-bench search [-n 1000000] … (the search benchmark, search.go)
 //
 // It builds bin/regie, starts `regie serve` on a fresh data directory,
 // installs the load tool it drives (rakyll/hey, with go install into
@@ -34,6 +35,9 @@ import (
 const heyVersion = "github.com/rakyll/hey@v0.1.5"
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "search" {
+		os.Exit(searchMain(os.Args[2:]))
+	}
 	runs := flag.Int("runs", 5, "runs per scenario (the median is reported)")
 	reads := flag.Int("reads", 200000, "requests per read run")
 	creates := flag.Int("creates", 40000, "requests per create run")
