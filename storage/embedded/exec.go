@@ -207,14 +207,14 @@ func (ex *exec) count(p *plan) (int, error) {
 }
 
 // chainSet returns the ids of the current resources of x.Target that
-// match x.Where.
+// match x.Where (and the search's constraint, see exec.traverse).
 func (ex *exec) chainSet(x *search.Chain) (map[string]bool, error) {
 	if s, ok := ex.chains[x]; ok {
 		return s, nil
 	}
 	set := map[string]bool{}
 	if tid, ok := ex.v.lookup(x.Target); ok {
-		p, err := ex.plan(scope{tids: []int64{tid}}, flatten(nil, x.Where))
+		p, err := ex.plan(scope{tids: []int64{tid}}, ex.within(x, x.Where))
 		if err != nil {
 			return nil, err
 		}
@@ -228,14 +228,15 @@ func (ex *exec) chainSet(x *search.Chain) (map[string]bool, error) {
 }
 
 // hasSet returns the local references ("Type/id") made through x.Param by
-// the current resources of x.Type that match x.Where.
+// the current resources of x.Type that match x.Where (and the search's
+// constraint, see exec.traverse).
 func (ex *exec) hasSet(x *search.Has) (map[string]bool, error) {
 	if s, ok := ex.has[x]; ok {
 		return s, nil
 	}
 	set := map[string]bool{}
 	if tid, ok := ex.v.lookup(x.Type); ok {
-		p, err := ex.plan(scope{tids: []int64{tid}}, flatten(nil, x.Where))
+		p, err := ex.plan(scope{tids: []int64{tid}}, ex.within(x, x.Where))
 		if err != nil {
 			return nil, err
 		}

@@ -31,10 +31,54 @@ type exec struct {
 	// Sets of chains and _has, evaluated once per search.
 	chains map[*search.Chain]map[string]bool
 	has    map[*search.Has]map[string]bool
+	// traverse is the search's constraint: the resources a chain or _has
+	// passes through must satisfy it too, so that neither reveals what
+	// the caller may not see. The chains and _has of the constraint itself
+	// (free) are not limited by it.
+	traverse []search.Expr
+	free     map[search.Expr]bool
+}
+
+// constrain makes the conjuncts of constraint limit what chains and _has
+// traverse.
+func (ex *exec) constrain(constraint search.Expr) {
+	ex.traverse = flatten(nil, constraint)
+	var walk func(e search.Expr)
+	walk = func(e search.Expr) {
+		switch x := e.(type) {
+		case search.And:
+			for _, c := range x {
+				walk(c)
+			}
+		case search.Or:
+			for _, c := range x {
+				walk(c)
+			}
+		case search.Not:
+			walk(x.X)
+		case *search.Chain:
+			ex.free[x] = true
+			walk(x.Where)
+		case *search.Has:
+			ex.free[x] = true
+			walk(x.Where)
+		}
+	}
+	walk(constraint)
+}
+
+// within returns the conjuncts of a chain's or _has's inner query.
+func (ex *exec) within(node, where search.Expr) []search.Expr {
+	conj := flatten(nil, where)
+	if !ex.free[node] {
+		conj = append(conj, ex.traverse...)
+	}
+	return conj
 }
 
 func newExec(ctx context.Context, v *view) *exec {
-	return &exec{v: v, ctx: ctx, chains: map[*search.Chain]map[string]bool{}, has: map[*search.Has]map[string]bool{}}
+	return &exec{v: v, ctx: ctx, chains: map[*search.Chain]map[string]bool{}, has: map[*search.Has]map[string]bool{},
+		free: map[search.Expr]bool{}}
 }
 
 // err maps a database error: the context's error when it is done.

@@ -117,6 +117,7 @@ func (v *view) search(ctx context.Context, q *search.Query, pool *sql.DB) (*stor
 		v = &vv
 	}
 	ex := newExec(ctx, v)
+	ex.constrain(q.Constraint)
 	sc := ex.scopeOf(q.Types)
 	conj := flatten(flatten(nil, q.Where), q.Constraint)
 	p, err := ex.plan(sc, conj)

@@ -80,7 +80,9 @@ func policy(types []string, patients ...string) search.Expr {
 
 // testSearchConstraint pages through constrained searches with pages of 1
 // to 3: nothing outside the constraint, no half-empty page, and totals and
-// counts equal to the number of matches.
+// counts equal to the number of matches. Chains and _has pass only
+// through resources that satisfy the constraint (else they would reveal
+// what the caller may not see).
 func testSearchConstraint(t *testing.T, s storage.Store) {
 	docs := caseload(t, s)
 	code := func(c string) search.Expr {
@@ -103,6 +105,21 @@ func testSearchConstraint(t *testing.T, s storage.Store) {
 		{"several types", []string{"Observation", "CarePlan", "Patient"}, nil, policy(nil, "p3")},
 		{"system level", nil, nil, policy(nil, "p5", "p6")},
 		{"system level, a code", nil, code("c0"), policy(nil, "p5")},
+		{"_has passes only through permitted resources", []string{"Patient"},
+			&search.Has{Type: "Observation", Param: "subject", Where: code("c1")},
+			search.Or{
+				search.And{tokenAny("_type", "Patient"), &search.Match{Param: "_id", Type: fhir.ParamToken, Values: []search.Value{{AnySystem: true, Code: "p1"}, {AnySystem: true, Code: "p2"}}}},
+				search.And{tokenAny("_type", "Observation"), policy([]string{"Observation"}, "p1")},
+			}},
+		{"a chain passes only through permitted resources", []string{"Observation"},
+			&search.Chain{Param: "subject", Target: "Patient", Where: tokenAny("gender", "female")},
+			search.Or{
+				search.And{tokenAny("_type", "Observation"), policy([]string{"Observation"}, "p1", "p2", "p3")},
+				search.And{tokenAny("_type", "Patient"), &search.Match{Param: "_id", Type: fhir.ParamToken, Values: []search.Value{{AnySystem: true, Code: "p1"}}}},
+			}},
+		{"a constraint for one type keeps chains to others from matching", []string{"Observation"},
+			&search.Chain{Param: "subject", Target: "Patient", Where: tokenAny("gender", "female")},
+			policy([]string{"Observation"}, "p1", "p2", "p3")},
 		{"a constraint that the query contradicts", []string{"Observation"},
 			&search.Match{Param: "subject", Type: fhir.ParamReference, Values: []search.Value{{RefType: "Patient", RefID: "p9"}}},
 			policy([]string{"Observation"}, "p2")},
@@ -111,7 +128,7 @@ func testSearchConstraint(t *testing.T, s storage.Store) {
 		t.Run(tc.name, func(t *testing.T) {
 			var want []string
 			for _, d := range docs.order {
-				if (len(tc.types) == 0 || slices.Contains(tc.types, d.Type)) && search.Eval(tc.where, d, docs) && search.Eval(tc.con, d, docs) {
+				if (len(tc.types) == 0 || slices.Contains(tc.types, d.Type)) && search.Eval(tc.where, d, docs.within(tc.con)) && search.Eval(tc.con, d, docs) {
 					want = append(want, d.Type+"/"+d.ID)
 				}
 			}

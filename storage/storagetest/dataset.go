@@ -115,6 +115,38 @@ func (m *memDocs) Docs(typ string) []*search.Doc {
 	return out
 }
 
+// within is the view of m that a constrained search's chains and _has
+// traverse: only the resources that satisfy con (search.Query.Constraint
+// limits what chains and _has pass through, as well as what is returned).
+func (m *memDocs) within(con search.Expr) search.Resolver {
+	if con == nil {
+		return m
+	}
+	return constrained{m, con}
+}
+
+type constrained struct {
+	m   *memDocs
+	con search.Expr
+}
+
+func (c constrained) Resolve(typ, id string) *search.Doc {
+	if d := c.m.Resolve(typ, id); d != nil && search.Eval(c.con, d, c.m) {
+		return d
+	}
+	return nil
+}
+
+func (c constrained) Docs(typ string) []*search.Doc {
+	var out []*search.Doc
+	for _, d := range c.m.Docs(typ) {
+		if search.Eval(c.con, d, c.m) {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
 func (m *memDocs) put(d *search.Doc) {
 	if old := m.byRef[d.Type+"/"+d.ID]; old != nil {
 		*old = *d

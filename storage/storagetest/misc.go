@@ -14,7 +14,7 @@ import (
 func (m *memDocs) want(types []string, where, con search.Expr) []string {
 	var out []string
 	for _, d := range m.order {
-		if (len(types) == 0 || slices.Contains(types, d.Type)) && search.Eval(where, d, m) && search.Eval(con, d, m) {
+		if (len(types) == 0 || slices.Contains(types, d.Type)) && search.Eval(where, d, m.within(con)) && search.Eval(con, d, m) {
 			out = append(out, d.Type+"/"+d.ID)
 		}
 	}

@@ -524,14 +524,15 @@ func (g *gen) constraint(types []string) (search.Expr, string) {
 }
 
 // want is the reference answer: the docs of types (nil: all) matching
-// where and constraint, in write order.
+// where and constraint, in write order; where's chains and _has pass only
+// through resources that satisfy the constraint.
 func (g *gen) want(types []string, where, constraint search.Expr) []*search.Doc {
 	var out []*search.Doc
 	for _, d := range g.docs.order {
 		if len(types) > 0 && !slices.Contains(types, d.Type) {
 			continue
 		}
-		if search.Eval(where, d, g.docs) && search.Eval(constraint, d, g.docs) {
+		if search.Eval(where, d, g.docs.within(constraint)) && search.Eval(constraint, d, g.docs) {
 			out = append(out, d)
 		}
 	}
