@@ -87,6 +87,7 @@ type Store struct {
 	last int64 // the last vid (lastUpdated, µs) handed out
 
 	batches, requests atomic.Int64 // committed (or failed) batches and their requests
+	walLong           atomic.Bool  // the checkpointer asks the writer to truncate the WAL
 }
 
 // Stats are counters of the writer.
@@ -320,10 +321,21 @@ func (s *Store) closeDBs() error {
 	return nil
 }
 
+// maxWALFrames is the WAL length (in pages) beyond which the writer
+// restarts the WAL.
+const maxWALFrames = 32768 // 128 MiB of 4 KiB pages
+
 // checkpointer copies committed WAL frames into the database file in the
 // background (PASSIVE: it never blocks the writer or readers), at most
-// every 50 ms while writes go on. If it falls behind, the WAL grows and is
-// reused once a checkpoint catches up; Close truncates it.
+// every 50 ms while writes go on; Close truncates the WAL.
+//
+// Under sustained writes that is not enough: SQLite restarts the WAL (the
+// next frames go to its start) only when a write transaction begins after
+// a checkpoint has copied every frame, and the writer begins its next
+// batch while the checkpoint of the previous one still runs. So when the
+// checkpointer finds the WAL longer than maxWALFrames it asks the writer
+// (walLong) to truncate it between two batches itself; by then most
+// frames are copied, and the writer waits only for the rest.
 func (s *Store) checkpointer() {
 	defer s.bg.Done()
 	const every = 50 * time.Millisecond
@@ -334,9 +346,10 @@ func (s *Store) checkpointer() {
 		case <-s.wrote:
 		}
 		var busy, log, done int
-		err := s.cdb.QueryRow("PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &log, &done)
-		if err != nil {
+		if err := s.cdb.QueryRow("PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &log, &done); err != nil {
 			s.log.Error("embedded: checkpoint", "err", err)
+		} else if log > maxWALFrames {
+			s.walLong.Store(true)
 		}
 		select {
 		case <-s.stop:

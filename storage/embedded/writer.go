@@ -89,6 +89,12 @@ func (s *Store) writer() {
 		}
 		s.runBatch(batch)
 		clear(batch)
+		if s.walLong.Swap(false) {
+			// See checkpointer.
+			if _, err := s.wconn.ExecContext(context.Background(), "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+				s.log.Error("embedded: truncate the WAL", "err", err)
+			}
+		}
 	}
 }
 
