@@ -72,16 +72,42 @@ func (o *oracle) expected(t *testing.T, pr *auth.Principal, typ string, params [
 	if err != nil {
 		t.Fatal(err)
 	}
+	// chains and _has see only what the principal may read
+	visible := &visibleDocs{o: o, acc: acc}
 	want := map[string]bool{}
 	for _, d := range o.docs[typ] {
-		if !search.Eval(q.Where, d, o) {
-			continue
-		}
-		if acc.CanRead(&policy.Doc{Type: d.Type, ID: d.ID, LastUpdated: d.LastUpdated, Entries: d.Entries}, auth.InteractionSearch) == nil {
+		if visible.can(d) && search.Eval(q.Where, d, visible) {
 			want[d.Type+"/"+d.ID] = true
 		}
 	}
 	return want
+}
+
+// visibleDocs is the oracle seen through one principal's eyes.
+type visibleDocs struct {
+	o   *oracle
+	acc *policy.Access
+}
+
+func (v *visibleDocs) can(d *search.Doc) bool {
+	return v.acc.CanRead(&policy.Doc{Type: d.Type, ID: d.ID, LastUpdated: d.LastUpdated, Entries: d.Entries}, auth.InteractionSearch) == nil
+}
+
+func (v *visibleDocs) Resolve(typ, id string) *search.Doc {
+	if d := v.o.Resolve(typ, id); d != nil && v.can(d) {
+		return d
+	}
+	return nil
+}
+
+func (v *visibleDocs) Docs(typ string) []*search.Doc {
+	var out []*search.Doc
+	for _, d := range v.o.docs[typ] {
+		if v.can(d) {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // Resolve and Docs make the oracle a search.Resolver for chains and _has.
@@ -143,15 +169,71 @@ func TestSearchesAgreeWithThePolicy(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 11))
 	const rounds = 300
 	failures := 0
-	for i := 0; i < rounds; i++ {
+	// Every principal also runs the searches that look into other
+	// resources (side channels), on top of the random ones.
+	type fixed struct {
+		typ    string
+		params []search.Param
+	}
+	var fixedSearches []fixed
+	for _, f := range []fixed{
+		{"CarePlan", []search.Param{{Name: "subject:Patient.gender", Value: "male"}}},
+		{"CarePlan", []search.Param{{Name: "subject:Patient.gender", Value: "female"}}},
+		{"ServiceRequest", []search.Param{{Name: "subject:Patient.gender", Value: "female"}}},
+		{"Patient", []search.Param{{Name: "_has:Observation:subject:category", Value: "journal"}}},
+		{"Patient", []search.Param{{Name: "_has:Communication:subject:status", Value: "completed"}}},
+		{"Patient", []search.Param{{Name: "_has:Task:patient:status", Value: "requested,in-progress,completed"}}},
+		{"Goal", []search.Param{{Name: "patient:Patient._has:Observation:subject:category", Value: "journal"}}},
+	} {
+		f.params = append(f.params, search.Param{Name: "_count", Value: "2"}, search.Param{Name: "_total", Value: "accurate"})
+		fixedSearches = append(fixedSearches, f)
+	}
+	for i := 0; i < rounds+len(people)*len(fixedSearches); i++ {
 		w := people[rng.IntN(len(people))]
 		typ := types[rng.IntN(len(types))]
+		if j := i - rounds; j >= 0 {
+			w, typ = people[j/len(fixedSearches)], fixedSearches[j%len(fixedSearches)].typ
+			f := fixedSearches[j%len(fixedSearches)]
+			want := o.expected(t, w.p, typ, f.params)
+			got, err := s.walk(t, w.token, typ, f.params, 2, o, w.p)
+			name := fmt.Sprintf("%s acting for %q: %s?%s", w.row.Principal.Subject, w.row.Principal.ActingFor, typ, encodeParams(f.params))
+			if err != nil {
+				if strings.Contains(err.Error(), "status 403") && len(want) == 0 {
+					continue
+				}
+				t.Errorf("%s: %v", name, err)
+				failures++
+				continue
+			}
+			if missing, extra := diff(want, got); len(missing)+len(extra) > 0 {
+				t.Errorf("%s: missing %v, extra (LEAK) %v", name, missing, extra)
+				failures++
+			}
+			continue
+		}
 		var params []search.Param
 		if sp := o.p.defs.SearchParam(typ, "patient"); sp != nil && rng.IntN(3) > 0 {
 			params = append(params, search.Param{Name: "patient", Value: "Patient/" + patients[rng.IntN(len(patients))]})
 		}
 		if rng.IntN(4) == 0 {
 			params = append(params, search.Param{Name: "_lastUpdated", Value: "ge2000-01-01"})
+		}
+		// links into other resources: chains, _has, includes
+		switch rng.IntN(6) {
+		case 0:
+			if sp := o.p.defs.SearchParam(typ, "subject"); sp != nil && sp.Type == fhir.ParamReference {
+				params = append(params, search.Param{Name: "subject:Patient.gender", Value: []string{"male", "female"}[rng.IntN(2)]})
+			}
+		case 1:
+			if typ == "Patient" {
+				params = append(params, search.Param{Name: "_has:Observation:subject:category", Value: "journal"})
+			}
+		case 2:
+			params = append(params, search.Param{Name: "_include", Value: typ + ":*"})
+		case 3:
+			if typ == "Patient" {
+				params = append(params, search.Param{Name: "_revinclude", Value: []string{"Observation:subject", "Communication:subject", "Task:patient", "CarePlan:subject"}[rng.IntN(4)]})
+			}
 		}
 		count := 1 + rng.IntN(4)
 		params = append(params, search.Param{Name: "_count", Value: fmt.Sprint(count)}, search.Param{Name: "_total", Value: "accurate"})
@@ -171,7 +253,7 @@ func TestSearchesAgreeWithThePolicy(t *testing.T) {
 			failures++
 		}
 	}
-	t.Logf("%d random searches by %d principals: %d differences", rounds, len(people), failures)
+	t.Logf("%d random and %d side-channel searches by %d principals: %d differences", rounds, len(people)*len(fixedSearches), len(people), failures)
 }
 
 func encodeParams(ps []search.Param) string {

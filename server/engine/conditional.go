@@ -96,6 +96,7 @@ func (e *Engine) constrained(o *op, q *search.Query, interaction auth.Interactio
 		return nil, err
 	}
 	q.Constraint = c
+	q.Where = o.constrainLinks(q.Where)
 	return q, nil
 }
 

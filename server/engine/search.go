@@ -103,6 +103,9 @@ func (e *Engine) search(ctx context.Context, o *op, r *SearchRequest) (*SearchRe
 			return nil, err
 		}
 		q.Constraint = c
+		// chains and _has look into other resources: only into those the
+		// principal may see, or they would tell what they cannot read
+		q.Where = o.constrainLinks(q.Where)
 	}
 	page, err := e.store.Search(ctx, q)
 	if err != nil {
@@ -257,4 +260,52 @@ func (e *Engine) everything(ctx context.Context, o *op, id string, params []sear
 		}
 	}
 	return e.search(ctx, o, &SearchRequest{Types: types, Compartment: "Patient", CompartmentID: id, Params: kept})
+}
+
+// constrainLinks adds the principal's read constraint to the resources that
+// chains and _has look into, throughout an expression. A link into a type
+// the principal may never read matches nothing.
+func (o *op) constrainLinks(x search.Expr) search.Expr {
+	limit := func(typ string, where search.Expr) search.Expr {
+		c, err := o.acc.ReadConstraint(typ, auth.InteractionSearch)
+		if err != nil {
+			return search.Or{} // nothing
+		}
+		switch {
+		case c == nil:
+			return where
+		case where == nil:
+			return c
+		}
+		return search.And{where, c}
+	}
+	switch x := x.(type) {
+	case search.And:
+		out := make(search.And, len(x))
+		for i, y := range x {
+			out[i] = o.constrainLinks(y)
+		}
+		return out
+	case search.Or:
+		out := make(search.Or, len(x))
+		for i, y := range x {
+			out[i] = o.constrainLinks(y)
+		}
+		return out
+	case search.Not:
+		return search.Not{X: o.constrainLinks(x.X)}
+	case *search.Chain:
+		w := limit(x.Target, o.constrainLinks(x.Where))
+		if or, ok := w.(search.Or); ok && len(or) == 0 {
+			return search.Or{}
+		}
+		return &search.Chain{Param: x.Param, Target: x.Target, Where: w}
+	case *search.Has:
+		w := limit(x.Type, o.constrainLinks(x.Where))
+		if or, ok := w.(search.Or); ok && len(or) == 0 {
+			return search.Or{}
+		}
+		return &search.Has{Type: x.Type, Param: x.Param, Where: w}
+	}
+	return x
 }
