@@ -274,6 +274,7 @@ var SearchCases = []Case{
 	{"SearchCount", testSearchCount},
 	{"SearchSystemLevel", testSearchSystemLevel},
 	{"SearchHistoryConstraint", testHistoryConstraint},
+	{"ReadEntries", testReadEntries},
 	{"SearchSynthea", testSearchSynthea},
 }
 

@@ -1,7 +1,9 @@
 package storagetest
 
 import (
+	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"testing"
 
@@ -191,5 +193,59 @@ func testHistoryConstraint(t *testing.T, s storage.Store) {
 	}
 	if got := history(t, s, storage.HistoryQuery{Type: "Observation", ID: "o3-0", Constraint: policy([]string{"Observation"}, "p3")}); len(got) != 0 {
 		t.Errorf("instance history of a deleted resource with a constraint: %v", keys(got))
+	}
+}
+
+// sameEntries reports whether two entry lists are equal, floats bit for
+// bit (NaN included).
+func sameEntries(a, b []search.Entry) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := a[i], b[i]
+		for _, f := range [][2]*float64{{&x.LoF, &y.LoF}, {&x.HiF, &y.HiF}, {&x.Num, &y.Num}, {&x.CanonLo, &y.CanonLo},
+			{&x.CanonHi, &y.CanonHi}, {&x.Canon, &y.Canon}} {
+			if math.Float64bits(*f[0]) != math.Float64bits(*f[1]) {
+				return false
+			}
+			*f[0], *f[1] = 0, 0
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// testReadEntries checks, for stores that implement storage.EntryReader,
+// that every resource of the dataset reads back with exactly the entries
+// the indexer gave (and a deletion with none).
+func testReadEntries(t *testing.T, s storage.Store) {
+	er, ok := s.(storage.EntryReader)
+	if !ok {
+		t.Skip("the store does not implement storage.EntryReader")
+	}
+	f := mustFixture(t)
+	docs := loadDataset(t, s, f)
+	for _, d := range docs.order {
+		r, entries, err := er.ReadEntries(ctx(t), d.Type, d.ID)
+		if err != nil {
+			t.Fatalf("%s/%s: %v", d.Type, d.ID, err)
+		}
+		if r.Type != d.Type || r.ID != d.ID || r.Body == nil {
+			t.Fatalf("%s/%s: read %s", d.Type, d.ID, r.Ref())
+		}
+		if !sameEntries(entries, d.Entries) {
+			t.Errorf("%s/%s:\n got %+v\nwant %+v", d.Type, d.ID, entries, d.Entries)
+		}
+	}
+	mustWrite(t, s, &storage.Write{Type: "Patient", ID: "pat-1", Delete: true})
+	r, entries, err := er.ReadEntries(ctx(t), "Patient", "pat-1")
+	if !errors.Is(err, storage.ErrDeleted) || r == nil || !r.Deleted || entries != nil {
+		t.Errorf("deleted: %v, %d entries, %v", r, len(entries), err)
+	}
+	if _, _, err := er.ReadEntries(ctx(t), "Patient", "never"); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("missing: %v", err)
 	}
 }

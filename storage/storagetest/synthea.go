@@ -174,6 +174,20 @@ func testSearchSynthea(t *testing.T, s storage.Store) {
 			t.Errorf("%s: %d resources, want %d", typ, p.Total, want)
 		}
 	}
+	if er, ok := s.(storage.EntryReader); ok {
+		for i, d := range docs.order {
+			if i%7 != 0 {
+				continue
+			}
+			_, got, err := er.ReadEntries(ctx(t), d.Type, d.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !sameEntries(got, d.Entries) {
+				t.Fatalf("ReadEntries %s/%s: the entries differ from the indexer's", d.Type, d.ID)
+			}
+		}
+	}
 	g := newGen(t, f, docs, seed(11))
 	n := 120
 	if testing.Short() {
