@@ -343,6 +343,21 @@ func TestCapabilityStatement(t *testing.T) {
 			t.Errorf("listed system interaction %s does not work", in.Code)
 		}
 	}
+	// Every listed search parameter is accepted in strict mode.
+	n := 0
+	for _, res := range cs.Rest[0].Resource {
+		if len(res.SearchParam) == 0 {
+			t.Errorf("%s lists no search parameters", res.Type)
+		}
+		for _, p := range res.SearchParam {
+			n++
+			r := e.do("GET", "/fhir/"+res.Type+"?"+p.Name+":missing=true&_summary=count", "", "Prefer: handling=strict")
+			if r.status != 200 {
+				t.Errorf("listed parameter %s.%s (%s) is refused: %s", res.Type, p.Name, p.Type, r.body)
+			}
+		}
+	}
+	t.Logf("%d search parameters listed over %d types, each accepted", n, len(cs.Rest[0].Resource))
 }
 
 // interactionWorks performs one interaction as the CapabilityStatement names
