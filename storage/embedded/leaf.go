@@ -184,8 +184,7 @@ func (ex *exec) valueConds(m *search.Match, v *search.Value, tid, pid int64, loo
 		return out, nil
 
 	case fhir.ParamDate:
-		w, a := rangeCond(v.Prefix, "$.lo", "$.hi", v.Lo, v.Hi)
-		return []cond{{tab: tabDate, where: w, args: a}}, nil
+		return dateConds(v), nil
 
 	case fhir.ParamNumber:
 		w, a := rangeCond(v.Prefix, "$.lo", "$.hi", v.LoF, v.HiF)
@@ -215,6 +214,29 @@ func (ex *exec) valueConds(m *search.Match, v *search.Value, tid, pid int64, loo
 		return []cond{{tab: tabQuantity, where: w, args: a}}, nil
 	}
 	return nil, unsupported(fmt.Sprintf("of a %s parameter (%s)", m.Type, m.Param))
+}
+
+// dateConds selects date rows as compareRange does, in conditions that
+// each seek a range of an index: the key (pid, lo, …), idx_date_hi (pid,
+// hi) or, for ranges that end before they start, idx_date_inverted. eq
+// (alone, or within ge and le) is a bounded range of starts, plus the
+// inverted ranges; ge and le add what reaches beyond the value.
+func dateConds(v *search.Value) []cond {
+	sl, sh := v.Lo, v.Hi
+	eq := []cond{
+		{tab: tabDate, where: "$.lo >= ? AND $.lo <= ? AND $.hi <= ?", args: []any{sl, sh, sh}},
+		{tab: tabDate, where: "$.lo > $.hi AND $.lo >= ? AND $.hi <= ?", args: []any{sl, sh}},
+	}
+	switch v.Prefix {
+	case search.Ge:
+		return append([]cond{{tab: tabDate, where: "$.hi > ?", args: []any{sh}}}, eq...)
+	case search.Le:
+		return append([]cond{{tab: tabDate, where: "$.lo < ?", args: []any{sl}}}, eq...)
+	case search.Eq, "":
+		return eq
+	}
+	w, a := rangeCond(v.Prefix, "$.lo", "$.hi", sl, sh)
+	return []cond{{tab: tabDate, where: w, args: a}}
 }
 
 // tokenConds selects token rows (and reference :identifier rows) as

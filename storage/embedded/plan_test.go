@@ -162,3 +162,26 @@ func TestRevIncludePlan(t *testing.T) {
 		t.Fatalf("revincluded %d, %v", len(found), err)
 	}
 }
+
+// Every date prefix seeks in an index instead of scanning the parameter's
+// rows (ne excepted).
+func TestDatePlans(t *testing.T) {
+	s := planStore(t)
+	ex := newExec(context.Background(), s.poolView())
+	for _, pre := range []search.Prefix{search.Eq, search.Gt, search.Lt, search.Ge, search.Le, search.Sa, search.Eb, search.Ap} {
+		m := &search.Match{Param: "date", Type: fhir.ParamDate, Values: []search.Value{{Prefix: pre, Lo: 100, Hi: 199}}}
+		d, err := ex.driverOf(m, ex.scopeOf([]string{"Observation"}))
+		if err != nil || d == nil || len(d.arms) == 0 {
+			t.Fatalf("%s: %v %v", pre, d, err)
+		}
+		var plan string
+		for _, a := range d.arms {
+			p := explain(t, s, a.sel(""), a.args)
+			if strings.Contains(p, "SCAN") || !strings.Contains(p, ">?") && !strings.Contains(p, "<?") {
+				t.Errorf("%s: no seek on a range:\n%s", pre, p)
+			}
+			plan += p + "\n"
+		}
+		t.Logf("%s:\n%s", pre, plan)
+	}
+}

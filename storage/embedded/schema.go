@@ -27,6 +27,11 @@ const schemaVersion = 2
 //     is one range scan that yields rids in ascending order, which is also
 //     the search's paging order. grp ties the components of one composite
 //     value together (0 otherwise).
+//   - idx_date has a second index on (pid, hi), so that the range
+//     conditions on the end of a date (gt, ge, eb) seek as those on its
+//     start do, and a partial index of the (invalid, rare) ranges that end
+//     before they start, so that eq can seek a bounded range of starts
+//     and still find those.
 //   - entries holds, per resource, a compact encoding of exactly the index
 //     rows written for it (rows), so an update or delete removes precisely
 //     those rows (and only the ones that changed) without a second index by
@@ -122,6 +127,8 @@ CREATE TABLE IF NOT EXISTS idx_date (
 	grp INTEGER NOT NULL,
 	PRIMARY KEY (pid, lo, hi, rid, grp)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idx_date_hi ON idx_date(pid, hi);
+CREATE INDEX IF NOT EXISTS idx_date_inverted ON idx_date(pid, lo) WHERE lo > hi;
 CREATE TABLE IF NOT EXISTS idx_number (
 	pid INTEGER NOT NULL,
 	lo  REAL NOT NULL,

@@ -272,6 +272,7 @@ var SearchCases = []Case{
 	{"SearchSortAgreesWithReference", testSearchSort},
 	{"SearchPrevLinks", testSearchPrev},
 	{"SearchCount", testSearchCount},
+	{"SearchRanges", testSearchRanges},
 	{"SearchSystemLevel", testSearchSystemLevel},
 	{"SearchHistoryConstraint", testHistoryConstraint},
 	{"ReadEntries", testReadEntries},

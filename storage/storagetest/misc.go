@@ -249,3 +249,93 @@ func testReadEntries(t *testing.T, s storage.Store) {
 		t.Errorf("missing: %v", err)
 	}
 }
+
+// testSearchRanges compares date, number and quantity searches (every
+// prefix) with search.Eval over random ranges, open ends and ranges that
+// end before they start (invalid data a store must still answer for).
+func testSearchRanges(t *testing.T, s storage.Store) {
+	g := newGen(t, mustFixture(t), &memDocs{byRef: map[string]*search.Doc{}}, seed(5))
+	docs := &memDocs{byRef: map[string]*search.Doc{}}
+	const span = 1000
+	rng := func() (int64, int64) {
+		lo, hi := int64(g.pick(span)), int64(g.pick(span))
+		if g.chance(0.8) && lo > hi {
+			lo, hi = hi, lo
+		}
+		switch g.pick(10) {
+		case 0:
+			lo = math.MinInt64
+		case 1:
+			hi = math.MaxInt64
+		}
+		return lo, hi
+	}
+	units := []struct{ sys, code, canon string }{{"http://unitsofmeasure.org", "kg", "g"}, {"http://unitsofmeasure.org", "g", "g"}, {"", "stuk", ""}}
+	var ops []*search.Match
+	for i := range 200 {
+		var entries []search.Entry
+		for range 1 + g.pick(2) {
+			lo, hi := rng()
+			entries = append(entries, search.Entry{Param: "date", Type: fhir.ParamDate, Lo: lo, Hi: hi})
+		}
+		if g.chance(0.8) {
+			lo, hi := rng()
+			entries = append(entries, search.Entry{Param: "probability", Type: fhir.ParamNumber, LoF: float64(lo), HiF: float64(hi), Num: float64(lo)})
+			u := pickOne(g, units)
+			f := 1.0
+			if u.code == "kg" {
+				f = 1000
+			}
+			entries = append(entries, search.Entry{Param: "value-quantity", Type: fhir.ParamQuantity, LoF: float64(lo) / 10, HiF: float64(hi) / 10,
+				Num: float64(lo) / 10, UnitSystem: u.sys, UnitCode: u.code, CanonUnit: u.canon, CanonLo: float64(lo) / 10 * f, CanonHi: float64(hi) / 10 * f})
+		}
+		w := mustWrite(t, s, &storage.Write{Type: "Observation", ID: fmt.Sprint("r", i), Body: doc("Observation", i), Index: entries})
+		docs.put(&search.Doc{Type: "Observation", ID: w.ID, LastUpdated: w.LastUpdated, Entries: entries})
+	}
+	for range 400 {
+		lo, hi := rng()
+		pre := search.Prefix(pickOne(g, prefixes))
+		var m *search.Match
+		switch g.pick(3) {
+		case 0:
+			m = &search.Match{Param: "date", Type: fhir.ParamDate, Values: []search.Value{{Prefix: pre, Lo: lo, Hi: hi}}}
+		case 1:
+			m = &search.Match{Param: "probability", Type: fhir.ParamNumber, Values: []search.Value{{Prefix: pre, LoF: float64(lo), HiF: float64(hi), Num: float64(lo)}}}
+		default:
+			u := pickOne(g, units)
+			v := search.Value{Prefix: pre, LoF: float64(lo) / 10, HiF: float64(hi) / 10, Num: float64(lo) / 10}
+			switch g.pick(3) {
+			case 0:
+				v.UnitSystem, v.UnitCode = u.sys, u.code
+				if u.canon != "" {
+					f := 1.0
+					if u.code == "kg" {
+						f = 1000
+					}
+					v.CanonUnit, v.CanonLo, v.CanonHi, v.Canon = u.canon, v.LoF*f, v.HiF*f, v.Num*f
+				}
+			case 1:
+				v.UnitCode = u.code
+			}
+			m = &search.Match{Param: "value-quantity", Type: fhir.ParamQuantity, Values: []search.Value{v}}
+		}
+		ops = append(ops, m)
+	}
+	for i, m := range ops {
+		var where search.Expr = m
+		if g.chance(0.2) {
+			where = search.And{m, ops[g.pick(len(ops))]}
+		}
+		want := docs.want([]string{"Observation"}, where, nil)
+		res, err := searchAll(t, s, &search.Query{Types: []string{"Observation"}, Where: where, Count: 1 + g.pick(50), Total: search.TotalAccurate})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(res.refs, want) && (len(want) > 0 || len(res.refs) > 0) {
+			t.Fatalf("query %d %s %s %+v: got %d, want %d\n got %v\nwant %v", i, m.Param, m.Values[0].Prefix, m.Values[0], len(res.refs), len(want), res.refs, want)
+		}
+		if res.total != len(want) {
+			t.Fatalf("query %d: total %d, want %d", i, res.total, len(want))
+		}
+	}
+}
