@@ -22,10 +22,11 @@ import (
 //	pid uvarint, type byte, group varint, field mask uvarint,
 //	then every field whose bit is set, in bit order.
 //
-// Strings are a uvarint length and the bytes; systems, unit systems and
-// identifier type systems are interned system ids, RefType a type id;
-// Lo/Hi are varints; floats are 8 bytes little-endian (bit-exact, so NaN
-// and -0 survive).
+// A string is written once per list: a uvarint 2×length, then its bytes;
+// later occurrences are a uvarint 2×i+1 (the i-th string of the list). A
+// float likewise: 0 and 8 bytes little-endian (bit-exact, so NaN and -0
+// survive), later a uvarint i+1. Systems, unit systems and identifier type
+// systems are interned system ids, RefType a type id; Lo/Hi are varints.
 const listFormat byte = 1
 
 // Field bits of an encoded entry.
@@ -76,11 +77,30 @@ func encodeList(in interner, tid int64, entries []search.Entry) ([]byte, error) 
 	}
 	b := make([]byte, 0, 1+24*len(entries))
 	b = append(b, listFormat)
+	// Strings and floats repeat across the entries of one resource (a code
+	// in code, combo-code and composites; a value in value-quantity and its
+	// composites): the second time, a back reference is written.
+	strs := map[string]int{}
 	str := func(s string) {
-		b = binary.AppendUvarint(b, uint64(len(s)))
+		if i, ok := strs[s]; ok {
+			b = binary.AppendUvarint(b, uint64(i)<<1|1)
+			return
+		}
+		strs[s] = len(strs)
+		b = binary.AppendUvarint(b, uint64(len(s))<<1)
 		b = append(b, s...)
 	}
-	flt := func(f float64) { b = binary.LittleEndian.AppendUint64(b, math.Float64bits(f)) }
+	flts := map[uint64]int{}
+	flt := func(f float64) {
+		bits := math.Float64bits(f)
+		if i, ok := flts[bits]; ok {
+			b = binary.AppendUvarint(b, uint64(i)+1)
+			return
+		}
+		flts[bits] = len(flts)
+		b = append(b, 0)
+		b = binary.LittleEndian.AppendUint64(b, bits)
+	}
 	for i := range entries {
 		e := &entries[i]
 		pid, err := in.paramID(tid, e.Param)
@@ -254,27 +274,49 @@ func decodeList(nm names, b []byte, dst []search.Entry) ([]search.Entry, error) 
 		p += n
 		return v
 	}
+	var strs []string
 	str := func() string {
-		l := uv()
-		if bad || uint64(len(b)-p) < l {
-			bad = true
+		x := uv()
+		if bad {
 			return ""
 		}
-		if l == 0 {
-			bad = true // empty strings are not stored
+		if x&1 == 1 {
+			if x>>1 >= uint64(len(strs)) {
+				bad = true
+				return ""
+			}
+			return strs[x>>1]
+		}
+		l := x >> 1
+		if uint64(len(b)-p) < l || l == 0 { // empty strings are not stored
+			bad = true
 			return ""
 		}
 		s := unsafe.String(&b[p], int(l))
 		p += int(l)
+		strs = append(strs, s)
 		return s
 	}
+	var flts []float64
 	flt := func() float64 {
+		x := uv()
+		if bad {
+			return 0
+		}
+		if x > 0 {
+			if x-1 >= uint64(len(flts)) {
+				bad = true
+				return 0
+			}
+			return flts[x-1]
+		}
 		if len(b)-p < 8 {
 			bad = true
 			return 0
 		}
 		f := math.Float64frombits(binary.LittleEndian.Uint64(b[p:]))
 		p += 8
+		flts = append(flts, f)
 		return f
 	}
 	sys := func() string {

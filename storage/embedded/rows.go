@@ -123,6 +123,9 @@ type interner interface {
 }
 
 // rowsOf converts the index entries of a resource of type tid into rows.
+// It is part of the database format: the rows stored for a resource are
+// derived again from its entry list when it is updated or deleted, so a
+// change here needs a new listFormat (and `regie reindex`).
 func rowsOf(in interner, tid int64, entries []search.Entry) ([]row, error) {
 	rows := make([]row, 0, len(entries)+2)
 	for i := range entries {

@@ -562,6 +562,34 @@ func (w *wtx) index(tid, rid int64, existed bool, wr *storage.Write) error {
 	return w.replaceRows(tid, rid, existed, wr.Index)
 }
 
+// oldRows returns the encodings of the index rows stored for resource rid
+// (of type tid), sorted: derived from its entry list (the rows of a
+// resource are a function of its entries, rowsOf), or read from the row
+// list of a resource written by schema 1.
+func (w *wtx) oldRows(tid, rid int64) ([]string, error) {
+	var rows, list []byte
+	err := w.st.getEntries.QueryRow(rid).Scan(&rows, &list)
+	if errors.Is(err, errNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if list == nil {
+		return splitRows(rows)
+	}
+	entries, err := decodeList(w.view(), list, nil)
+	if err != nil {
+		return nil, err
+	}
+	old, err := rowsOf(w, tid, entries)
+	if err != nil {
+		return nil, err
+	}
+	_, encs := encodeRows(old)
+	return encs, nil
+}
+
 // replaceRows makes entries the index entries of resource rid (of type
 // tid): it writes its entry list and the index rows that changed.
 func (w *wtx) replaceRows(tid, rid int64, existed bool, entries []search.Entry) error {
@@ -573,15 +601,10 @@ func (w *wtx) replaceRows(tid, rid int64, existed bool, entries []search.Entry) 
 	if err != nil {
 		return err
 	}
-	blob, newEncs := encodeRows(newRows)
+	_, newEncs := encodeRows(newRows)
 	var oldEncs []string
 	if existed {
-		var old []byte
-		err = w.st.getEntries.QueryRow(rid).Scan(&old)
-		if err != nil && !errors.Is(err, errNoRows) {
-			return err
-		}
-		if oldEncs, err = splitRows(old); err != nil {
+		if oldEncs, err = w.oldRows(tid, rid); err != nil {
 			return err
 		}
 	}
@@ -617,7 +640,7 @@ func (w *wtx) replaceRows(tid, rid int64, existed bool, entries []search.Entry) 
 	}
 	switch {
 	case len(list) > 0:
-		_, err = w.st.putEntries.Exec(rid, blob, list)
+		_, err = w.st.putEntries.Exec(rid, list)
 	case existed:
 		_, err = w.st.delEntries.Exec(rid)
 	}
