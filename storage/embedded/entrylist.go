@@ -27,7 +27,11 @@ import (
 // float likewise: 0 and 8 bytes little-endian (bit-exact, so NaN and -0
 // survive), later a uvarint i+1. Systems, unit systems and identifier type
 // systems are interned system ids, RefType a type id; Lo/Hi are varints.
-const listFormat byte = 1
+const listFormat byte = 2
+
+// listFormat1 is the first format: every string and float written in full
+// (no back references). It is still read.
+const listFormat1 byte = 1
 
 // Field bits of an encoded entry.
 const (
@@ -251,9 +255,10 @@ func decodeList(nm names, b []byte, dst []search.Entry) ([]search.Entry, error) 
 	if cap(dst) == 0 {
 		dst = make([]search.Entry, 0, len(b)/20+1)
 	}
-	if b[0] != listFormat {
+	if b[0] != listFormat && b[0] != listFormat1 {
 		return nil, errBadList
 	}
+	refs := b[0] == listFormat
 	p := 1
 	bad := false
 	uv := func() uint64 {
@@ -280,6 +285,9 @@ func decodeList(nm names, b []byte, dst []search.Entry) ([]search.Entry, error) 
 		if bad {
 			return ""
 		}
+		if !refs {
+			x <<= 1
+		}
 		if x&1 == 1 {
 			if x>>1 >= uint64(len(strs)) {
 				bad = true
@@ -299,7 +307,10 @@ func decodeList(nm names, b []byte, dst []search.Entry) ([]search.Entry, error) 
 	}
 	var flts []float64
 	flt := func() float64 {
-		x := uv()
+		var x uint64
+		if refs {
+			x = uv()
+		}
 		if bad {
 			return 0
 		}

@@ -1,6 +1,7 @@
 package embedded
 
 import (
+	"encoding/binary"
 	"math"
 	"strings"
 	"testing"
@@ -98,5 +99,31 @@ func TestListRoundTrip(t *testing.T) {
 	}
 	if _, err := decodeList(fakeNames(in), []byte{9, 1, 2}, nil); err == nil {
 		t.Error("an unknown format decoded")
+	}
+}
+
+// Lists of the first format (no back references) still decode.
+func TestListFormat1(t *testing.T) {
+	in := fakeInterner{}
+	pid, _ := in.paramID(1, "code")
+	sid, _ := in.systemID("http://loinc.org")
+	b := []byte{listFormat1}
+	b = binary.AppendUvarint(b, uint64(pid))
+	tc, _ := paramTypeCode(fhir.ParamQuantity)
+	b = append(b, tc)
+	b = binary.AppendVarint(b, 0)
+	b = binary.AppendUvarint(b, fSystem|fCode|fLoF|fHiF)
+	b = binary.AppendUvarint(b, uint64(sid))
+	b = binary.AppendUvarint(b, 3)
+	b = append(b, "abc"...)
+	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(1.5))
+	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(1.5))
+	got, err := decodeList(fakeNames(in), b, nil)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("%v %v", got, err)
+	}
+	want := search.Entry{Param: "code", Type: fhir.ParamQuantity, System: "http://loinc.org", Code: "abc", LoF: 1.5, HiF: 1.5}
+	if got[0] != want {
+		t.Fatalf("got %+v, want %+v", got[0], want)
 	}
 }
