@@ -64,7 +64,8 @@ func codeFlow(t *testing.T, base string, person int) (string, error) {
 	page.Body.Close()
 	m := simPersonID.FindSubmatch(b)
 	if m == nil {
-		return "", fmt.Errorf("not the simulator page: %.200s", b)
+		text := regexp.MustCompile(`(?s)<style.*?</style>|<[^>]+>`).ReplaceAllString(string(b), " ")
+		return "", fmt.Errorf("not the simulator page (%d): %s", page.StatusCode, strings.Join(strings.Fields(text), " "))
 	}
 	action := page.Request.URL.Scheme + "://" + page.Request.URL.Host + strings.TrimSuffix(page.Request.URL.Path, "/login") + "/login"
 	resp, err = hc.PostForm(action, url.Values{"id": {string(m[1])}, "person": {fmt.Sprint(person)}, "acr": {auth.ACRSubstantieel}})

@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"net/http"
 	"time"
 
@@ -19,7 +20,16 @@ type counter struct {
 // still within limit. Counters live in Records, so every instance shares
 // them.
 func (b *Broker) hit(ctx context.Context, key string, limit int, window time.Duration) (bool, error) {
-	for range 5 {
+	for attempt := range 40 {
+		if attempt > 0 {
+			// another request updated the counter first: back off a little,
+			// at random, so that a burst from one address sorts itself out
+			select {
+			case <-ctx.Done():
+				return false, ctx.Err()
+			case <-time.After(time.Duration(rand.IntN(1000*min(attempt, 10))) * time.Microsecond):
+			}
+		}
 		var c counter
 		v, err := getJSON(ctx, b.recs, kindRate, key, &c)
 		now := b.now()

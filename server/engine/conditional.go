@@ -91,7 +91,7 @@ func (e *Engine) constrained(o *op, q *search.Query, interaction auth.Interactio
 	if o.acc == nil {
 		return q, nil
 	}
-	c, err := o.readConstraint(q.Types, interaction)
+	c, err := o.readConstraint(e.returnedTypes(q), interaction)
 	if err != nil {
 		return nil, err
 	}

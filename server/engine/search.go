@@ -116,8 +116,9 @@ func (e *Engine) search(ctx context.Context, o *op, r *SearchRequest) (*SearchRe
 	return &SearchResult{Query: q, Page: page, Warnings: warnings, Canonical: canonical}, nil
 }
 
-// returnedTypes lists the types a search can return: the searched types and
-// those its includes and revincludes can add (nil: every type).
+// returnedTypes lists the types a search can return or look into: the
+// searched types, those its includes and revincludes can add, and those its
+// chains and _has pass through (nil: every type).
 func (e *Engine) returnedTypes(q *search.Query) []string {
 	if len(q.Types) == 0 {
 		return nil
@@ -168,6 +169,30 @@ func (e *Engine) returnedTypes(q *search.Query) []string {
 			return nil
 		}
 	}
+	// the store applies the constraint to what chains and _has pass
+	// through as well, so it must cover their types
+	var links func(x search.Expr)
+	links = func(x search.Expr) {
+		switch x := x.(type) {
+		case search.And:
+			for _, y := range x {
+				links(y)
+			}
+		case search.Or:
+			for _, y := range x {
+				links(y)
+			}
+		case search.Not:
+			links(x.X)
+		case *search.Chain:
+			add(x.Target)
+			links(x.Where)
+		case *search.Has:
+			add(x.Type)
+			links(x.Where)
+		}
+	}
+	links(q.Where)
 	return types
 }
 
