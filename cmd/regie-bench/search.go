@@ -25,6 +25,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -55,7 +56,8 @@ type searchConfig struct {
 	keep       bool
 	remeasure  bool
 	auditLoad  bool
-	resultsOut string
+	cpuProfile string
+	regen      bool
 }
 
 func searchMain(args []string) int {
@@ -69,6 +71,7 @@ func searchMain(args []string) int {
 	fs.IntVar(&c.workers, "workers", runtime.GOMAXPROCS(0)+1, "concurrent ingestion transactions")
 	fs.BoolVar(&c.noIndex, "noindex", true, "also load the data set without search indexing, for the ratio (result cached)")
 	fs.BoolVar(&c.remeasure, "remeasure", false, "measure the load without indexing again even when a result is cached")
+	fs.BoolVar(&c.regen, "regen", false, "discard the cached store and load results of this data set and load again (after the store's format or code changed)")
 	fs.BoolVar(&c.auditLoad, "audit", false, "load with an AuditEvent per resource, as `regie import` does (a separate store)")
 	fs.IntVar(&c.runs, "runs", 3, "measured runs per query shape (medians are reported)")
 	fs.IntVar(&c.requests, "requests", 2000, "requests per run")
@@ -79,6 +82,7 @@ func searchMain(args []string) int {
 	fs.BoolVar(&c.direct, "direct", true, "measure directly against the store")
 	fs.BoolVar(&c.profile, "profile", false, "take a 10 s CPU profile of the server for every shape that misses its target")
 	fs.BoolVar(&c.keep, "keep", false, "keep the server's copy of the store")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the indexed load (when it runs) to this file")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -108,6 +112,7 @@ type searchReport struct {
 	HTTP      []shapeResult     `json:"http,omitempty"`
 	HTTPOne   []shapeResult     `json:"httpOneClient,omitempty"`
 	Direct    []shapeResult     `json:"direct,omitempty"`
+	DirectOne []shapeResult     `json:"directOneClient,omitempty"`
 	Profiles  map[string]string `json:"profiles,omitempty"`
 }
 
@@ -165,6 +170,12 @@ func runSearch(ctx context.Context, c *searchConfig, stdout, stderr io.Writer) e
 	// 1. the indexed store (cached, resumable)
 	storeDir := filepath.Join(c.cache, "store-"+key)
 	progPath := filepath.Join(storeDir, "progress.json")
+	if c.regen {
+		if err := os.RemoveAll(storeDir); err != nil {
+			return err
+		}
+		c.remeasure = true
+	}
 	prog, err := readProgress(progPath)
 	if err != nil {
 		return err
@@ -179,7 +190,22 @@ func runSearch(ctx context.Context, c *searchConfig, stdout, stderr io.Writer) e
 			fmt.Fprintf(stderr, "resuming the load at %d of %d resources\n", prog.Resources, g.N())
 		}
 		fmt.Fprintf(stderr, "loading %d resources with indexing into %s (transactions of ~%d, %d workers)\n", g.N(), storeDir, c.batch, c.workers)
-		if err := loadStore(ctx, storeDir, true, false, g, prog, progPath, c, stderr); err != nil {
+		if c.cpuProfile != "" {
+			f, err := os.Create(c.cpuProfile)
+			if err != nil {
+				return err
+			}
+			if err := pprof.StartCPUProfile(f); err != nil {
+				f.Close()
+				return err
+			}
+			defer f.Close()
+		}
+		err := loadStore(ctx, storeDir, true, false, g, prog, progPath, c, stderr)
+		if c.cpuProfile != "" {
+			pprof.StopCPUProfile()
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -256,7 +282,9 @@ func runSearch(ctx context.Context, c *searchConfig, stdout, stderr io.Writer) e
 			return err
 		}
 		fmt.Fprintf(stderr, "direct: storage.Store.Search with %d goroutines\n", c.conc)
-		rep.Direct = measure(ctx, storeDoer(st.store, st.parser), shapes, mo)
+		do := storeDoer(st.store, st.parser)
+		rep.Direct = measure(ctx, do, shapes, mo)
+		rep.DirectOne = measureOne(ctx, do, shapes, mo, stderr)
 		st.store.Close()
 	}
 	if err := ctx.Err(); err != nil {
@@ -359,12 +387,12 @@ func httpPhase(ctx context.Context, c *searchConfig, root, runDir string, shapes
 	if err := waitReady("http://" + addr + "/readyz"); err != nil {
 		return err
 	}
-	token, err := systemToken("http://" + addr)
-	if err != nil {
+	tok := &tokens{server: "http://" + addr}
+	if _, err := tok.get(""); err != nil {
 		return err
 	}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 64}, Timeout: 60 * time.Second}
-	do := httpDoer(client, "http://"+addr+"/fhir", token)
+	do := httpDoer(client, "http://"+addr+"/fhir", tok)
 	if c.profile {
 		mo.during = func(sh shape, busy func(context.Context)) error {
 			pctx, cancel := context.WithCancel(ctx)
@@ -383,21 +411,27 @@ func httpPhase(ctx context.Context, c *searchConfig, root, runDir string, shapes
 	}
 	fmt.Fprintf(log, "http: regie serve on %s, %d clients\n", addr, c.conc)
 	rep.HTTP = measure(ctx, do, shapes, mo)
-	// the count once more with one client: the counting rate of one request
-	one := mo
-	one.conc, one.during = 1, nil
-	one.requests = max(20, mo.requests/10)
+	rep.HTTPOne = measureOne(ctx, do, shapes, mo, log)
+	return nil
+}
+
+// measureOne runs the count once more with one client: the counting rate
+// of a single request, without queueing behind the other clients.
+func measureOne(ctx context.Context, do doer, shapes []shape, mo measureOptions, log io.Writer) []shapeResult {
 	var counts []shape
 	for _, s := range shapes {
 		if s.name == "count" {
 			counts = append(counts, s)
 		}
 	}
-	if len(counts) > 0 {
-		fmt.Fprintln(log, "http: the count with one client")
-		rep.HTTPOne = measure(ctx, do, counts, one)
+	if len(counts) == 0 {
+		return nil
 	}
-	return nil
+	mo.conc, mo.during = 1, nil
+	mo.requests = max(20, mo.requests/10)
+	mo.warmup = max(5, mo.warmup/10)
+	fmt.Fprintln(log, "  the count with one client")
+	return measure(ctx, do, counts, mo)
 }
 
 func fetch(url, path string) error {
@@ -507,7 +541,7 @@ func printReport(w io.Writer, r *searchReport) {
 		}
 		for _, s := range rs {
 			if s.CountRate > 0 {
-				fmt.Fprintf(w, "\ncount (%d clients): %.2f M matches/s per request (Σ matches / Σ latency), %.2f M/s all clients together\n",
+				fmt.Fprintf(w, "\ncount (%d client(s)): %.2f M matches/s per request (Σ matches / Σ latency), %.2f M/s all clients together\n",
 					s.Conc, s.CountRate/1e6, s.Throughput/1e6)
 			}
 			if s.ErrMsg != "" {
@@ -519,6 +553,7 @@ func printReport(w io.Writer, r *searchReport) {
 	table("Through HTTP (`regie serve`, AuditEvent per search)", r.HTTP)
 	table("Through HTTP, one client", r.HTTPOne)
 	table("Directly against the store (storage.Store.Search)", r.Direct)
+	table("Directly against the store, one client", r.DirectOne)
 	for name, p := range r.Profiles {
 		fmt.Fprintf(w, "profile of %s:\n```\n%s```\n", name, p)
 	}
@@ -526,18 +561,22 @@ func printReport(w io.Writer, r *searchReport) {
 
 func target(s shapeResult) string {
 	switch {
+	case s.Skipped != "" || s.Errors > 0:
+		return "not measured"
 	case s.TargetP95 > 0:
 		mark := "met"
 		if s.P95 > s.TargetP95 {
 			mark = "missed"
 		}
 		return fmt.Sprintf("p95 ≤ %.0f ms: %s", s.TargetP95, mark)
-	case s.CountRate > 0:
+	case s.CountRate > 0 && s.Conc == 1:
 		mark := "met"
 		if s.CountRate < 2e6 {
 			mark = "missed"
 		}
-		return "≥ 2 M/s: " + mark
+		return fmt.Sprintf("≥ 2 M/s: %.2f M/s, %s", s.CountRate/1e6, mark)
+	case s.CountRate > 0:
+		return "(see one client)"
 	}
 	return ""
 }

@@ -279,18 +279,55 @@ func verify(rq request, f found) error {
 	return nil
 }
 
+// tokens keeps a system token of the development client, fetched again
+// before it expires (access tokens live ten minutes).
+type tokens struct {
+	server string
+	mu     sync.Mutex
+	token  string
+	at     time.Time
+}
+
+func (t *tokens) get(stale string) (string, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.token != "" && t.token != stale && time.Since(t.at) < 4*time.Minute {
+		return t.token, nil
+	}
+	tok, err := systemToken(t.server)
+	if err != nil {
+		return "", err
+	}
+	t.token, t.at = tok, time.Now()
+	return tok, nil
+}
+
 // httpDoer runs queries against the server at base with a bearer token.
-func httpDoer(client *http.Client, base, token string) doer {
+func httpDoer(client *http.Client, base string, tok *tokens) doer {
 	return func(ctx context.Context, typ string, rq request, check bool) (found, error) {
-		req, err := http.NewRequestWithContext(ctx, "GET", base+"/"+typ+"?"+rq.query, nil)
-		if err != nil {
-			return found{}, err
-		}
-		req.Header.Set("Accept", "application/fhir+json")
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := client.Do(req)
-		if err != nil {
-			return found{}, err
+		var resp *http.Response
+		stale := ""
+		for attempt := 0; attempt < 2; attempt++ {
+			token, err := tok.get(stale)
+			if err != nil {
+				return found{}, err
+			}
+			req, err := http.NewRequestWithContext(ctx, "GET", base+"/"+typ+"?"+rq.query, nil)
+			if err != nil {
+				return found{}, err
+			}
+			req.Header.Set("Accept", "application/fhir+json")
+			req.Header.Set("Authorization", "Bearer "+token)
+			if resp, err = client.Do(req); err != nil {
+				return found{}, err
+			}
+			if resp.StatusCode != http.StatusUnauthorized || attempt == 1 {
+				break
+			}
+			// expired: once more with a new token
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			stale = token
 		}
 		defer resp.Body.Close()
 		if !check && resp.StatusCode == 200 {
