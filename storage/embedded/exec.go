@@ -13,7 +13,8 @@ import (
 // resources row (and the entry lists, with entries), rid after from (before
 // it when desc), at most limit rows, in rid order. Duplicated rids (a
 // resource in two arms, or with two matching rows) come next to each other.
-func scanSQL(d *driver, desc, entries bool) func(from int64, limit int) (string, []any) {
+func scanSQL(p *plan, desc, entries bool) func(from int64, limit int) (string, []any) {
+	d := p.drv
 	cols := "r.rid, r.tid, r.id, r.version, r.vid"
 	join := ""
 	if entries {
@@ -34,19 +35,21 @@ func scanSQL(d *driver, desc, entries bool) func(from int64, limit int) (string,
 	switch {
 	case len(arms) == 1 && ordered && arms[0].tab == 0:
 		a := &arms[0]
-		q := "SELECT " + cols + " FROM resources r" + join + " WHERE " + alias(a.where, "r") + " AND r.rid" + op +
+		probes, pargs := p.probeSQL("r.rid")
+		q := "SELECT " + cols + " FROM resources r" + join + " WHERE " + alias(a.where, "r") + " AND r.rid" + op + probes +
 			" ORDER BY r.rid" + ord + " LIMIT ?"
 		return func(from int64, limit int) (string, []any) {
-			return q, append(append([]any{}, a.args...), from, limit)
+			return q, append(append(append([]any{}, a.args...), from), append(pargs, limit)...)
 		}
 	case len(arms) == 1 && ordered:
 		a := &arms[0]
+		probes, pargs := p.probeSQL("d.rid")
 		q := "SELECT " + cols + " FROM " + a.table() + " d JOIN resources r ON r.rid = d.rid" + join + " WHERE " +
-			alias(a.where, "d") + " AND d.rid" + op + " ORDER BY d.rid" + ord + " LIMIT ?"
+			alias(a.where, "d") + " AND d.rid" + op + probes + " ORDER BY d.rid" + ord + " LIMIT ?"
 		return func(from int64, limit int) (string, []any) {
-			return q, append(append([]any{}, a.args...), from, limit)
+			return q, append(append(append([]any{}, a.args...), from), append(pargs, limit)...)
 		}
-	case ordered && len(arms) <= maxMergeArms:
+	case ordered && len(arms) <= maxMergeArms && len(p.probes) == 0:
 		parts := make([]string, len(arms))
 		for i := range arms {
 			parts[i] = arms[i].sel(" AND rid" + op)
@@ -60,6 +63,22 @@ func scanSQL(d *driver, desc, entries bool) func(from int64, limit int) (string,
 			}
 			return q, append(args, limit)
 		}
+	case ordered && len(arms) <= maxMergeArms:
+		// Probes apply after the merge, so it is not limited.
+		parts := make([]string, len(arms))
+		for i := range arms {
+			parts[i] = arms[i].sel(" AND rid" + op)
+		}
+		probes, pargs := p.probeSQL("d.rid")
+		q := "SELECT " + cols + " FROM (" + strings.Join(parts, " UNION ") + ") d" +
+			" JOIN resources r ON r.rid = d.rid" + join + " WHERE 1" + probes + " ORDER BY d.rid" + ord + " LIMIT ?"
+		return func(from int64, limit int) (string, []any) {
+			var args []any
+			for i := range arms {
+				args = append(append(args, arms[i].args...), from)
+			}
+			return q, append(append(args, pargs...), limit)
+		}
 	}
 	parts := make([]string, len(arms))
 	var base []any
@@ -67,10 +86,11 @@ func scanSQL(d *driver, desc, entries bool) func(from int64, limit int) (string,
 		parts[i] = arms[i].sel("")
 		base = append(base, arms[i].args...)
 	}
+	probes, pargs := p.probeSQL("r.rid")
 	q := "SELECT " + cols + " FROM resources r" + join + " WHERE r.rid IN (" + strings.Join(parts, " UNION ALL ") +
-		") AND r.rid" + op + " ORDER BY r.rid" + ord + " LIMIT ?"
+		") AND r.rid" + op + probes + " ORDER BY r.rid" + ord + " LIMIT ?"
 	return func(from int64, limit int) (string, []any) {
-		return q, append(append([]any{}, base...), from, limit)
+		return q, append(append(append([]any{}, base...), from), append(pargs, limit)...)
 	}
 }
 
@@ -83,7 +103,7 @@ func (ex *exec) scan(p *plan, from int64, desc bool, want int, entries bool, fn 
 		return nil
 	}
 	entries = entries || p.entries
-	build := scanSQL(p.drv, desc, entries)
+	build := scanSQL(p, desc, entries)
 	batch := want + 1
 	if len(p.filters) > 0 {
 		batch = max(2*want, 32)
@@ -165,45 +185,50 @@ func (ex *exec) count(p *plan) (int, error) {
 		return n, err
 	}
 	d := p.drv
-	var q string
-	var args []any
-	if len(d.arms) == 1 && !d.arms[0].unique {
-		a := &d.arms[0]
+	one := func(q string, args ...any) (int, error) {
 		var n int
-		if err := ex.v.q.QueryRowContext(ex.ctx, "SELECT count(DISTINCT rid) FROM ("+a.sel("")+")", a.args...).Scan(&n); err != nil {
+		if err := ex.v.q.QueryRowContext(ex.ctx, q, args...).Scan(&n); err != nil {
 			return 0, ex.err(err)
 		}
 		return n, nil
 	}
-	if d.disjoint {
+	// One arm, or arms that do not overlap: count each where it lies.
+	if len(d.arms) == 1 || d.disjoint {
 		total := 0
 		for i := range d.arms {
 			a := &d.arms[i]
-			q = "SELECT count(*) FROM (" + a.sel("") + ")"
-			if a.raw == "" && a.unique {
-				q = "SELECT count(*) FROM " + a.table() + " WHERE " + alias(a.where, a.table())
-			} else if !a.unique {
-				q = "SELECT count(DISTINCT rid) FROM (" + a.sel("") + ")"
+			var q string
+			var args []any
+			switch {
+			case a.raw == "" && a.unique:
+				probes, pargs := p.probeSQL("d.rid")
+				q = "SELECT count(*) FROM " + a.table() + " d WHERE " + alias(a.where, "d") + probes
+				args = append(append(args, a.args...), pargs...)
+			case a.raw == "":
+				probes, pargs := p.probeSQL("d.rid")
+				q = "SELECT count(DISTINCT d.rid) FROM " + a.table() + " d WHERE " + alias(a.where, "d") + probes
+				args = append(append(args, a.args...), pargs...)
+			default:
+				probes, pargs := p.probeSQL("d.rid")
+				q = "SELECT count(DISTINCT d.rid) FROM (" + a.raw + ") d WHERE 1" + probes
+				args = append(append(args, a.args...), pargs...)
 			}
-			var n int
-			if err := ex.v.q.QueryRowContext(ex.ctx, q, a.args...).Scan(&n); err != nil {
-				return 0, ex.err(err)
+			n, err := one(q, args...)
+			if err != nil {
+				return 0, err
 			}
 			total += n
 		}
 		return total, nil
 	}
 	parts := make([]string, len(d.arms))
+	var args []any
 	for i := range d.arms {
 		parts[i] = d.arms[i].sel("")
 		args = append(args, d.arms[i].args...)
 	}
-	q = "SELECT count(*) FROM (" + strings.Join(parts, " UNION ") + ")"
-	var n int
-	if err := ex.v.q.QueryRowContext(ex.ctx, q, args...).Scan(&n); err != nil {
-		return 0, ex.err(err)
-	}
-	return n, nil
+	probes, pargs := p.probeSQL("d.rid")
+	return one("SELECT count(*) FROM ("+strings.Join(parts, " UNION ")+") d WHERE 1"+probes, append(args, pargs...)...)
 }
 
 // chainSet returns the ids of the current resources of x.Target that

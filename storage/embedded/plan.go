@@ -581,6 +581,10 @@ type plan struct {
 	filters []func(*cand) bool
 	// entries: the filters read entry lists.
 	entries bool
+	// probes are conjuncts tested in SQL by index lookups ("$rid" is the
+	// candidate's rid), ANDed.
+	probes    []string
+	probeArgs []any
 	// none: nothing can match.
 	none bool
 }
@@ -658,6 +662,15 @@ func (ex *exec) plan(sc scope, conj []search.Expr) (*plan, error) {
 		if i == skip {
 			continue
 		}
+		w, a, ok, err := ex.probe(c, sc)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			p.probes = append(p.probes, "("+w+")")
+			p.probeArgs = append(p.probeArgs, a...)
+			continue
+		}
 		f, entries, err := ex.pred(c, sc)
 		if err != nil {
 			return nil, err
@@ -666,6 +679,15 @@ func (ex *exec) plan(sc scope, conj []search.Expr) (*plan, error) {
 		p.entries = p.entries || entries
 	}
 	return p, nil
+}
+
+// probeSQL returns the plan's probes as one condition on rid column col
+// (" AND …"), and their arguments.
+func (p *plan) probeSQL(col string) (string, []any) {
+	if len(p.probes) == 0 {
+		return "", nil
+	}
+	return " AND " + strings.ReplaceAll(strings.Join(p.probes, " AND "), "$rid", col), p.probeArgs
 }
 
 // estimate counts the rows of d's arms, up to estimateCap.

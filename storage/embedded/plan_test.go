@@ -92,7 +92,8 @@ func TestQueryPlans(t *testing.T) {
 		{"identifier", "Patient", []search.Expr{tok("identifier", "urn:ids", "p7")},
 			[]string{"SEARCH d USING PRIMARY KEY (pid=? AND code=? AND sid=? AND rid>?)", "SEARCH r USING INTEGER PRIMARY KEY (rowid=?)"}, ""},
 		{"subject and code", "Observation", []search.Expr{ref, tok("code", "http://loinc.org", "0")},
-			[]string{"SEARCH d USING PRIMARY KEY (pid=? AND rtid=? AND ref=? AND url=? AND rid>?)"}, ""},
+			[]string{"SEARCH d USING PRIMARY KEY (pid=? AND rtid=? AND ref=? AND url=? AND rid>?)",
+				"SEARCH x EXISTS USING PRIMARY KEY (pid=? AND code=? AND sid=? AND rid=?)"}, ""},
 		{"code and date", "Observation", []search.Expr{tok("code", "http://loinc.org", "0"), date},
 			[]string{"SEARCH d USING PRIMARY KEY (pid=? AND code=? AND sid=? AND rid>?)", "SEARCH e USING INTEGER PRIMARY KEY (rowid=?)"}, ""},
 		{"name prefix", "Patient", []search.Expr{name},
@@ -114,12 +115,15 @@ func TestQueryPlans(t *testing.T) {
 			if p.none {
 				t.Fatal("the plan matches nothing")
 			}
-			q, args := scanSQL(p.drv, false, p.entries)(0, 51)
+			q, args := scanSQL(p, false, p.entries)(0, 51)
 			plan := explain(t, s, q, args)
 			for _, w := range tc.want {
 				if !strings.Contains(plan, w) {
 					t.Errorf("plan of %s lacks %q:\n%s", q, w, plan)
 				}
+			}
+			if tc.name == "subject and code" && strings.Contains(plan, "SEARCH e") {
+				t.Errorf("the code probe reads entry lists:\n%s", plan)
 			}
 			if strings.Contains(plan, "SCAN ") && !strings.Contains(plan, "SCAN d") && !strings.Contains(plan, "SCAN (subquery") {
 				t.Errorf("plan of %s scans a table:\n%s", q, plan)
