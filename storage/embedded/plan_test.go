@@ -95,7 +95,7 @@ func TestQueryPlans(t *testing.T) {
 			[]string{"SEARCH d USING PRIMARY KEY (pid=? AND rtid=? AND ref=? AND url=? AND rid>?)",
 				"SEARCH x EXISTS USING PRIMARY KEY (pid=? AND code=? AND sid=? AND rid=?)"}, ""},
 		{"code and date", "Observation", []search.Expr{tok("code", "http://loinc.org", "0"), date},
-			[]string{"SEARCH d USING PRIMARY KEY (pid=? AND code=? AND sid=? AND rid>?)", "SEARCH e USING INTEGER PRIMARY KEY (rowid=?)"}, ""},
+			[]string{"SEARCH d USING PRIMARY KEY (pid=? AND code=? AND sid=? AND rid>?)", "SEARCH x EXISTS USING COVERING INDEX idx_date_rid (pid=? AND rid=?)"}, ""},
 		{"name prefix", "Patient", []search.Expr{name},
 			[]string{"LIST SUBQUERY", "SEARCH idx_string USING PRIMARY KEY (pid=? AND value>? AND value<?)", "SEARCH r USING INTEGER PRIMARY KEY (rowid=?)"}, ""},
 		{"count of a code", "Observation", []search.Expr{tok("code", "http://loinc.org", "0")}, nil,

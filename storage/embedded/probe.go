@@ -14,8 +14,8 @@ const maxProbes = 8
 // probe returns, for a conjunct that index lookups by rid can decide, an
 // SQL condition on the candidate's rid (written "$rid"): token, :of-type
 // and uri equality, :identifier, and local or absolute references, each an
-// EXISTS of one key of its table (pid, value…, rid); And, Or and Not of
-// those. A candidate is then tested by SQLite without reading its entry
+// EXISTS of one key of its table (pid, value…, rid), and dates, an EXISTS
+// on idx_date_rid (pid, rid); And, Or and Not of those. A candidate is then tested by SQLite without reading its entry
 // list, and a search whose filters are all probes is counted in SQL. It
 // reports false for anything else (tested on the entry list instead).
 func (ex *exec) probe(e search.Expr, sc scope) (string, []any, bool, error) {
@@ -67,12 +67,38 @@ func (ex *exec) probeMatch(m *search.Match, sc scope, n *int) (string, []any, bo
 	case m.Type == fhir.ParamToken && (m.Modifier == "" || m.Modifier == "of-type"):
 	case m.Type == fhir.ParamReference && (m.Modifier == "" || m.Modifier == "identifier"):
 	case m.Type == fhir.ParamURI && m.Modifier == "":
+	case m.Type == fhir.ParamDate && m.Modifier == "":
 	default:
 		return "", nil, false, nil
 	}
 	pids := ex.pids(m.Param, sc)
 	if len(pids) == 0 {
 		return "0", nil, true, nil
+	}
+	if m.Type == fhir.ParamDate {
+		// One lookup of idx_date_rid (pid, rid) per parameter id, the
+		// values' conditions on its few rows.
+		var ors []string
+		var args []any
+		for _, p := range pids {
+			if *n++; *n > maxProbes {
+				return "", nil, false, nil
+			}
+			var conds []string
+			args = append(args, p.pid)
+			for i := range m.Values {
+				for _, c := range dateConds(&m.Values[i]) {
+					conds = append(conds, "("+alias(c.where, "x")+")")
+					args = append(args, c.args...)
+				}
+			}
+			if len(conds) == 0 {
+				conds = []string{"0"}
+			}
+			ors = append(ors, "EXISTS (SELECT 1 FROM idx_date x INDEXED BY idx_date_rid WHERE x.pid = ? AND x.rid = $rid AND ("+
+				strings.Join(conds, " OR ")+"))")
+		}
+		return strings.Join(ors, " OR "), args, true, nil
 	}
 	var ors []string
 	var args []any

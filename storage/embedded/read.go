@@ -236,7 +236,7 @@ func (v *view) history(ctx context.Context, q *storage.HistoryQuery, pool *sql.D
 		if p.none {
 			return page, nil
 		}
-		n, err := ex.estimate(p.drv)
+		n, err := ex.estimate(p.drv, estimateCap)
 		if err != nil {
 			return nil, err
 		}

@@ -31,7 +31,8 @@ const schemaVersion = 2
 //     conditions on the end of a date (gt, ge, eb) seek as those on its
 //     start do, and a partial index of the (invalid, rare) ranges that end
 //     before they start, so that eq can seek a bounded range of starts
-//     and still find those.
+//     and still find those; and an index by (pid, rid), so that a date
+//     condition on a candidate is one index lookup.
 //   - entries holds, per resource, a compact encoding of exactly the index
 //     rows written for it (rows), so an update or delete removes precisely
 //     those rows (and only the ones that changed) without a second index by
@@ -129,6 +130,7 @@ CREATE TABLE IF NOT EXISTS idx_date (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS idx_date_hi ON idx_date(pid, hi);
 CREATE INDEX IF NOT EXISTS idx_date_inverted ON idx_date(pid, lo) WHERE lo > hi;
+CREATE INDEX IF NOT EXISTS idx_date_rid ON idx_date(pid, rid);
 CREATE TABLE IF NOT EXISTS idx_number (
 	pid INTEGER NOT NULL,
 	lo  REAL NOT NULL,
