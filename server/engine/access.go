@@ -57,6 +57,22 @@ type op struct {
 	// audited is set once the interaction's audit record is stored (with
 	// its write).
 	audited bool
+	// wrote lists the types written inside a transaction, for the policy
+	// to hear of once it commits.
+	wrote []string
+}
+
+// committed tells the policy about the types written in a transaction that
+// ended with err (nil: committed). Told before the commit, the policy
+// could cache access computed from the old relationships under the new
+// generation.
+func (o *op) committed(err error) {
+	if err == nil {
+		for _, t := range o.wrote {
+			o.e.changed(t)
+		}
+	}
+	o.wrote = nil
 }
 
 // begin starts an interaction. Without a policy (tests of the REST layer,

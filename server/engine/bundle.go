@@ -413,6 +413,11 @@ func (e *Engine) transaction(ctx context.Context, entries []BundleRequest) ([]En
 		}
 		return nil
 	})
+	for _, te := range tes {
+		if te.o != nil {
+			te.o.committed(err)
+		}
+	}
 	if err != nil {
 		var ee *EntryError
 		if errors.As(err, &ee) && tes[ee.Index].o != nil {

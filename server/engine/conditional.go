@@ -68,9 +68,7 @@ func (e *Engine) txWrite(ctx context.Context, tx storage.Tx, o *op, interaction 
 	if err != nil {
 		return nil, err
 	}
-	// before the commit, so that no one sees the new relationships with
-	// access computed from the old ones for longer than the commit takes
-	e.changed(w.Type)
+	o.wrote = append(o.wrote, w.Type) // the policy hears of it after the commit
 	res := &Result{Resource: r, Created: r != nil && !w.Delete && old == nil}
 	if e.audit {
 		a := o.ev
@@ -140,6 +138,7 @@ func (e *Engine) conditionalCreate(ctx context.Context, o *op, typ string, body 
 			&storage.Write{Type: typ, ID: p.id, Body: p.body, Index: p.index, CreateOnly: true})
 		return err
 	})
+	o.committed(err)
 	return res, err
 }
 
@@ -202,6 +201,7 @@ func (e *Engine) conditionalUpdate(ctx context.Context, o *op, typ string, body 
 		res, err = e.txWrite(ctx, tx, o, auth.InteractionUpdate, old, np, w)
 		return err
 	})
+	o.committed(err)
 	return res, err
 }
 
@@ -236,5 +236,6 @@ func (e *Engine) conditionalDelete(ctx context.Context, o *op, typ, condition st
 		res, err = e.txWrite(ctx, tx, o, auth.InteractionDelete, match, nil, &storage.Write{Type: typ, ID: match.ID, Delete: true})
 		return err
 	})
+	o.committed(err)
 	return res, err
 }
