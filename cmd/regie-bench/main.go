@@ -94,7 +94,7 @@ func run(runs, reads, creates, conc int) error {
 	if err != nil {
 		return err
 	}
-	auth := "Authorization: Bearer " + token
+	const authHeader = "Authorization: Bearer <token>" // replaced per run
 	body := patient2KB("bench-read")
 	req, _ := http.NewRequest("PUT", base+"/Patient/bench-read", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/fhir+json")
@@ -122,8 +122,8 @@ func run(runs, reads, creates, conc int) error {
 		name string
 		args []string
 	}{
-		{"read by id (GET Patient/bench-read)", []string{"-n", strconv.Itoa(reads), "-c", strconv.Itoa(conc), "-H", "Accept: application/fhir+json", "-H", auth, base + "/Patient/bench-read"}},
-		{"create (POST Patient, durable)", []string{"-n", strconv.Itoa(creates), "-c", strconv.Itoa(conc), "-m", "POST", "-T", "application/fhir+json", "-H", auth, "-D", createFile, base + "/Patient"}},
+		{"read by id (GET Patient/bench-read)", []string{"-n", strconv.Itoa(reads), "-c", strconv.Itoa(conc), "-H", "Accept: application/fhir+json", "-H", authHeader, base + "/Patient/bench-read"}},
+		{"create (POST Patient, durable)", []string{"-n", strconv.Itoa(creates), "-c", strconv.Itoa(conc), "-m", "POST", "-T", "application/fhir+json", "-H", authHeader, "-D", createFile, base + "/Patient"}},
 	}
 	fmt.Println("| scenario | runs | requests/s (median) | p50 ms | p99 ms | non-2xx |")
 	fmt.Println("| --- | --- | --- | --- | --- | --- |")
@@ -131,7 +131,18 @@ func run(runs, reads, creates, conc int) error {
 		var rps, p50, p99 []float64
 		bad := 0
 		for i := 0; i < runs; i++ {
-			out, err := exec.Command(hey, sc.args...).CombinedOutput()
+			// system tokens live five minutes: a fresh one for every run
+			tok, err := systemToken("http://" + addr)
+			if err != nil {
+				return err
+			}
+			args := append([]string(nil), sc.args...)
+			for j := range args {
+				if args[j] == authHeader {
+					args[j] = "Authorization: Bearer " + tok
+				}
+			}
+			out, err := exec.Command(hey, args...).CombinedOutput()
 			if err != nil {
 				return fmt.Errorf("%s: %v\n%s", sc.name, err, out)
 			}
