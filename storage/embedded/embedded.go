@@ -44,8 +44,8 @@ const FileName = "regie.db"
 type Options struct {
 	// Logger receives background errors (purge, checkpoint); nil discards.
 	Logger *slog.Logger
-	// Readers is the size of the read connection pool (default
-	// max(4, 2×GOMAXPROCS)).
+	// Readers is the size of the read connection pool, and the number of
+	// connections reserved for searches (default max(4, 2×GOMAXPROCS)).
 	Readers int
 	// MaxBatch is the most requests committed together (default 256).
 	MaxBatch int
@@ -68,9 +68,12 @@ type Store struct {
 	wdb   *sql.DB // the writer's single connection
 	cdb   *sql.DB // the checkpointer's connection
 	wconn *sql.Conn
-	rst   *stmts // prepared on rdb
-	wst   *stmts // prepared on wconn
+	rst   *stmts  // prepared on rdb
+	wst   *stmts  // prepared on wconn
+	sdb   *sql.DB // the searches' connections (searchConns)
 	dict  *dict
+
+	searchConns chan *searchConn
 
 	maxBatch int
 	queue    chan *request
@@ -241,7 +244,14 @@ func (s *Store) open(o Options) error {
 	if s.rst, err = prepare(ctx, s.rdb); err != nil {
 		return err
 	}
-	return nil
+	s.sdb, err = sql.Open("sqlite", dsn(s.path, o.CacheKiB, roleReader))
+	if err != nil {
+		return fmt.Errorf("embedded: open: %w", err)
+	}
+	s.sdb.SetMaxOpenConns(o.Readers)
+	s.sdb.SetMaxIdleConns(o.Readers)
+	s.sdb.SetConnMaxLifetime(0)
+	return s.openSearchConns(ctx, s.sdb, o.Readers)
 }
 
 // migrate brings the schema from version to schemaVersion in one
@@ -303,11 +313,15 @@ func (s *Store) closeDBs() error {
 			st.close()
 		}
 	}
+	s.closeSearchConns()
 	if s.wconn != nil {
 		errs = append(errs, s.wconn.Close())
 	}
 	if s.rdb != nil {
 		errs = append(errs, s.rdb.Close())
+	}
+	if s.sdb != nil {
+		errs = append(errs, s.sdb.Close())
 	}
 	if s.cdb != nil {
 		errs = append(errs, s.cdb.Close())

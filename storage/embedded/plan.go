@@ -589,8 +589,9 @@ type plan struct {
 	none bool
 }
 
-// estimateCap bounds the rows counted to estimate a driver.
-const estimateCap = 4000
+// estimateCap bounds the rows counted to estimate a driver: below it the
+// smallest conjunct drives; above it the one that pages best.
+const estimateCap = 1000
 
 // plan compiles the conjunction of conj over sc.
 func (ex *exec) plan(sc scope, conj []search.Expr) (*plan, error) {
@@ -647,31 +648,6 @@ func (ex *exec) plan(sc scope, conj []search.Expr) (*plan, error) {
 		}
 		if best < 0 || n < opts[best].est {
 			best = k
-		}
-	}
-	// When several reach the bound, count further to tell them apart: a
-	// conjunct of 5,000 rows and one of 30,000 differ by a factor of six
-	// in the candidates they make.
-	capped := 0
-	for _, o := range opts {
-		if o.est >= estimateCap {
-			capped++
-		}
-	}
-	if best >= 0 && opts[best].est >= estimateCap && capped > 1 {
-		for k := range opts {
-			o := &opts[k]
-			if o.est < estimateCap {
-				continue
-			}
-			n, err := ex.estimate(o.d, 8*estimateCap)
-			if err != nil {
-				return nil, err
-			}
-			o.est = n
-			if n < opts[best].est {
-				best = k
-			}
 		}
 	}
 	skip := -1

@@ -157,26 +157,29 @@ func pageSize(n int) int {
 	return n
 }
 
+// historyListMax is the most resources a constraint may select for
+// constrained history to list them (rid IN list) rather than test each
+// version's resource.
+const historyListMax = 4000
+
 // history returns a page of versions, newest first. With a constraint it
 // keeps the versions of resources whose current version matches it (a
 // deleted resource has no current entries and matches no constraint). The
-// whole page is read on one snapshot (pool: pass the read pool).
-func (v *view) history(ctx context.Context, q *storage.HistoryQuery, pool *sql.DB) (*storage.Page, error) {
+// whole page is read on one snapshot (s: the store, on the read pool).
+func (v *view) history(ctx context.Context, q *storage.HistoryQuery, s *Store) (*storage.Page, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	if q.ID != "" && q.Type == "" {
 		return nil, fmt.Errorf("embedded: history of an id without a type: %w", storage.ErrUnsupported)
 	}
-	if pool != nil && q.Constraint != nil {
-		tx, err := pool.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if s != nil && q.Constraint != nil {
+		vv, end, err := s.readTx(ctx, v)
 		if err != nil {
-			return nil, ctxOr(ctx, err)
+			return nil, err
 		}
-		defer tx.Rollback()
-		vv := *v
-		vv.q = tx
-		v = &vv
+		defer end()
+		v = vv
 	}
 	count := pageSize(q.Count)
 	older, cur := true, int64(0)
@@ -236,11 +239,11 @@ func (v *view) history(ctx context.Context, q *storage.HistoryQuery, pool *sql.D
 		if p.none {
 			return page, nil
 		}
-		n, err := ex.estimate(p.drv, estimateCap)
+		n, err := ex.estimate(p.drv, historyListMax)
 		if err != nil {
 			return nil, err
 		}
-		if n < estimateCap {
+		if n < historyListMax {
 			// Few resources can match: list them.
 			var rids []int64
 			if err := ex.scan(p, 0, false, n, false, func(c *cand) bool { rids = append(rids, c.rid); return true }); err != nil {
@@ -411,7 +414,7 @@ func (s *Store) History(ctx context.Context, q *storage.HistoryQuery) (*storage.
 	if s.isClosed() {
 		return nil, fmt.Errorf("embedded: history: %w", storage.ErrClosed)
 	}
-	p, err := s.poolView().history(ctx, q, s.rdb)
+	p, err := s.poolView().history(ctx, q, s)
 	if err != nil {
 		return nil, s.readErr("history", err)
 	}
@@ -423,7 +426,7 @@ func (s *Store) Search(ctx context.Context, q *search.Query) (*storage.Page, err
 	if s.isClosed() {
 		return nil, fmt.Errorf("embedded: search: %w", storage.ErrClosed)
 	}
-	p, err := s.poolView().search(ctx, q, s.rdb)
+	p, err := s.poolView().search(ctx, q, s)
 	if err != nil {
 		return nil, s.readErr("search", err)
 	}

@@ -2,15 +2,14 @@ package embedded
 
 import (
 	"context"
-	"database/sql"
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"hash/fnv"
 	"math"
 	"slices"
 	"strconv"
-	"strings"
 
 	"regie/fhir"
 	"regie/fhir/search"
@@ -97,24 +96,23 @@ func parseSortCursor(c string, sorts []search.Sort) (before bool, keys []sortKey
 	return c[0] == 'O', keys, rid, nil
 }
 
-// search runs q on v. On the read pool it runs in one read transaction,
-// so that every statement of the search sees the same snapshot.
-func (v *view) search(ctx context.Context, q *search.Query, pool *sql.DB) (*storage.Page, error) {
+// search runs q on v. On the read pool (s set) it runs in one read
+// transaction, so that every statement of the search sees the same
+// snapshot, with the store's statement cache.
+func (v *view) search(ctx context.Context, q *search.Query, s *Store) (*storage.Page, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	if err := checkSorts(q.Sort); err != nil {
 		return nil, err
 	}
-	if pool != nil {
-		tx, err := pool.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if s != nil {
+		vv, end, err := s.readTx(ctx, v)
 		if err != nil {
-			return nil, ctxOr(ctx, err)
+			return nil, err
 		}
-		defer tx.Rollback()
-		vv := *v
-		vv.q = tx
-		v = &vv
+		defer end()
+		v = vv
 	}
 	ex := newExec(ctx, v)
 	ex.constrain(q.Constraint)
@@ -299,16 +297,15 @@ func (ex *exec) bodies(cs []*cand) ([]*fhir.Resource, error) {
 	}
 	out := make([]*fhir.Resource, len(cs))
 	byVid := make(map[int64]*fhir.Resource, len(cs))
-	var in []string
-	var args []any
+	vids := make([]int64, len(cs))
 	for i, c := range cs {
 		r := &fhir.Resource{Type: c.typeName(), ID: c.id, Version: c.version, LastUpdated: timeOf(c.vid)}
 		out[i] = r
 		byVid[c.vid] = r
-		in = append(in, "?")
-		args = append(args, c.vid)
+		vids[i] = c.vid
 	}
-	rows, err := ex.v.q.QueryContext(ex.ctx, "SELECT vid, body FROM versions WHERE vid IN ("+strings.Join(in, ", ")+")", args...)
+	list, _ := json.Marshal(vids)
+	rows, err := ex.v.q.QueryContext(ex.ctx, "SELECT vid, body FROM versions WHERE vid IN (SELECT value FROM json_each(?))", string(list))
 	if err != nil {
 		return nil, ex.err(err)
 	}
