@@ -2,7 +2,6 @@ package embedded
 
 import (
 	"fmt"
-	"math"
 	"strings"
 
 	"regie/fhir"
@@ -393,5 +392,3 @@ func checkSorts(sorts []search.Sort) error {
 	}
 	return nil
 }
-
-var maxRid int64 = math.MaxInt64

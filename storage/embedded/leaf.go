@@ -295,8 +295,8 @@ func uriBelow(uri, base string) bool {
 
 // distinct returns the distinct values of an integer key column of an index
 // table among the rows selected by where (on a key prefix), one index seek
-// per value. It gives up (nil, no error... ) never: the values are few
-// (systems of one code, target types of one parameter).
+// per value (a loose index scan); it serves where the values are few:
+// the systems of one code, the target types of one parameter.
 func (ex *exec) distinct(table, col, where string, args ...any) ([]int64, error) {
 	q := `WITH RECURSIVE s(v) AS (
 		SELECT (SELECT ` + col + ` FROM ` + table + ` WHERE ` + where + ` ORDER BY ` + col + ` LIMIT 1)

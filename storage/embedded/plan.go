@@ -16,12 +16,13 @@ import (
 // The conditions of a query (Where and Constraint) are a conjunction of
 // conjuncts. One of them drives: it is turned into arms, SQL selects of
 // rids over one index table each (or over resources), which yield the
-// candidates in rid order. Every other conjunct is a filter tested per
-// candidate on its entry list (entries.list) by the same rules as
-// (*search.Match).Matches. The driver is the conjunct with the fewest rows
-// by a bounded count, so filters test few candidates. Chains and _has are
-// evaluated first into sets of ids (through the same machinery), which
-// then serve as arms or as filters.
+// candidates in rid order. Every other conjunct is a filter: those that an
+// index lookup by rid decides (tokens, references, uris, dates: probe.go)
+// are tested in SQL, the rest per candidate on its entry list
+// (entries.list) by (*search.Match).Matches itself. The driver is the
+// conjunct with the fewest rows by a bounded count, so filters test few
+// candidates. Chains and _has are evaluated first into sets of ids
+// (through the same machinery), which then serve as arms or as filters.
 
 // exec runs one search (and its sub-searches: chains, _has, includes,
 // constraints of includes) on one snapshot.
@@ -166,8 +167,8 @@ func (a *arm) table() string {
 	return tables[a.tab].name
 }
 
-// sel returns "SELECT rid FROM … WHERE …" and its arguments, with extra
-// appended to the condition (for raw arms, in an outer select).
+// sel returns "SELECT rid FROM … WHERE …" (its arguments are a.args),
+// with extra appended to the condition (for raw arms, in an outer select).
 func (a *arm) sel(extra string) string {
 	if a.raw != "" {
 		if extra == "" {

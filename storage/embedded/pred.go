@@ -1,6 +1,8 @@
 package embedded
 
 import (
+	"fmt"
+
 	"regie/fhir"
 	"regie/fhir/search"
 )
@@ -116,19 +118,7 @@ func (ex *exec) pred(e search.Expr, sc scope) (func(*cand) bool, bool, error) {
 		}
 		return func(c *cand) bool { return set[c.typeName()+"/"+c.id] }, false, nil
 	}
-	return nil, false, unsupported("expression " + typeString(e))
-}
-
-func typeString(e search.Expr) string {
-	switch e.(type) {
-	case search.And:
-		return "And"
-	case search.Or:
-		return "Or"
-	case search.Not:
-		return "Not"
-	}
-	return "of an unknown kind"
+	return nil, false, unsupported(fmt.Sprintf("expression %T", e))
 }
 
 func (ex *exec) preds(es []search.Expr, sc scope) ([]func(*cand) bool, bool, error) {
