@@ -80,6 +80,49 @@ func checkModifier(m *search.Match) error {
 	return nil
 }
 
+// checkTree rejects a query tree with anything the store cannot answer,
+// before any data decides whether the parts are reached.
+func checkTree(e search.Expr) error {
+	switch x := e.(type) {
+	case search.And:
+		for _, c := range x {
+			if err := checkTree(c); err != nil {
+				return err
+			}
+		}
+	case search.Or:
+		for _, c := range x {
+			if err := checkTree(c); err != nil {
+				return err
+			}
+		}
+	case search.Not:
+		return checkTree(x.X)
+	case *search.Chain:
+		return checkTree(x.Where)
+	case *search.Has:
+		return checkTree(x.Where)
+	case *search.Match:
+		if err := checkModifier(x); err != nil {
+			return err
+		}
+		for _, v := range x.Values {
+			for _, c := range v.Components {
+				if c.Type == fhir.ParamComposite || c.Modifier == "missing" || len(c.Values) != 1 {
+					return unsupported("composite component " + c.Param)
+				}
+				if err := checkModifier(c); err != nil {
+					return err
+				}
+			}
+		}
+	case nil:
+	default:
+		return unsupported(fmt.Sprintf("expression %T", e))
+	}
+	return nil
+}
+
 // valueConds returns the conditions (OR-ed) that select the rows of
 // parameter pid (of resource type tid) matching v of m, which is neither
 // :missing nor composite. loose may look up the systems or target types

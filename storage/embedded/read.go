@@ -173,6 +173,9 @@ func (v *view) history(ctx context.Context, q *storage.HistoryQuery, s *Store) (
 	if q.ID != "" && q.Type == "" {
 		return nil, fmt.Errorf("embedded: history of an id without a type: %w", storage.ErrUnsupported)
 	}
+	if err := checkTree(q.Constraint); err != nil {
+		return nil, err
+	}
 	if s != nil && q.Constraint != nil {
 		vv, end, err := s.readTx(ctx, v)
 		if err != nil {

@@ -106,6 +106,12 @@ func (v *view) search(ctx context.Context, q *search.Query, s *Store) (*storage.
 	if err := checkSorts(q.Sort); err != nil {
 		return nil, err
 	}
+	if err := checkTree(q.Where); err != nil {
+		return nil, err
+	}
+	if err := checkTree(q.Constraint); err != nil {
+		return nil, err
+	}
 	if s != nil {
 		vv, end, err := s.readTx(ctx, v)
 		if err != nil {
