@@ -651,6 +651,33 @@ func (ex *exec) plan(sc scope, conj []search.Expr) (*plan, error) {
 			best = k
 		}
 	}
+	// When several single ranges reach the bound they cannot be told
+	// apart, and the wrong one can cost much (the code of a million
+	// observations against the hundreds of one patient): count those
+	// further, once. (Counting a single range is cheap; unions are not.)
+	further := func(o *option) bool { return o.est >= estimateCap && o.d.rank() <= 1 }
+	capped := 0
+	for k := range opts {
+		if further(&opts[k]) {
+			capped++
+		}
+	}
+	if best >= 0 && further(&opts[best]) && capped > 1 {
+		for k := range opts {
+			o := &opts[k]
+			if !further(o) {
+				continue
+			}
+			n, err := ex.estimate(o.d, 8*estimateCap)
+			if err != nil {
+				return nil, err
+			}
+			o.est = n
+			if n < opts[best].est {
+				best = k
+			}
+		}
+	}
 	skip := -1
 	if best >= 0 {
 		p.drv = opts[best].d
