@@ -144,8 +144,9 @@ func (c *Compartment) Types() []string {
 }
 
 // LoadDefinitions reads types.json, search-parameters.json,
-// compartments.json and, when present, local/search-parameters.json from
-// fsys (see package profiles).
+// compartments.json and, when present, local/search-parameters.json (Regie's
+// own parameters) and local/search-subset.json (types limited to some of
+// their parameters) from fsys (see package profiles).
 func LoadDefinitions(fsys fs.FS) (*Definitions, error) {
 	d := &Definitions{
 		types:        map[string]*TypeDef{},
@@ -220,6 +221,26 @@ func LoadDefinitions(fsys fs.FS) (*Definitions, error) {
 			}
 		}
 	}
+	if _, err := fs.Stat(fsys, localSubset); err == nil {
+		var subset map[string][]string
+		if err := readJSON(fsys, localSubset, &subset); err != nil {
+			return nil, err
+		}
+		for typ, codes := range subset {
+			keep := map[string]bool{}
+			for _, c := range codes {
+				if d.params[typ][c] == nil {
+					return nil, fmt.Errorf("fhir: definitions: %s limits %s to unknown search parameter %s", localSubset, typ, c)
+				}
+				keep[c] = true
+			}
+			for c, p := range d.params[typ] {
+				if !keep[c] && !commonParam(p) {
+					delete(d.params[typ], c)
+				}
+			}
+		}
+	}
 	var comps []*Compartment
 	if err := readJSON(fsys, "compartments.json", &comps); err != nil {
 		return nil, err
@@ -239,6 +260,23 @@ func LoadDefinitions(fsys fs.FS) (*Definitions, error) {
 // localParams holds Regie's own search parameters, in the trimmed format of
 // search-parameters.json. They add to the core ones and never replace them.
 const localParams = "local/search-parameters.json"
+
+// commonParam reports whether p is defined for every resource (Resource or
+// DomainResource): those stay even on a type limited by localSubset, so
+// that system-level searches keep working.
+func commonParam(p *SearchParam) bool {
+	for _, b := range p.Base {
+		if b == "Resource" || b == "DomainResource" {
+			return true
+		}
+	}
+	return false
+}
+
+// localSubset limits the search parameters of some types to those listed
+// (types whose resources are written so often that every index entry
+// counts: the AuditEvent of every read).
+const localSubset = "local/search-subset.json"
 
 // exampleParamPrefix starts the URLs of the example SearchParameters in the
 // R4 core package (example, example-extension, example-reference).

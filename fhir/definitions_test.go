@@ -72,6 +72,13 @@ func TestDefinitions(t *testing.T) {
 	if team := d.SearchParam("EpisodeOfCare", "team"); team == nil || team.Type != fhir.ParamReference {
 		t.Errorf("Regie's own EpisodeOfCare.team parameter is missing: %+v", team)
 	}
+	// AuditEvent, written for every read, keeps only the parameters the
+	// access log needs (and those every resource has)
+	for code, want := range map[string]bool{"patient": true, "date": true, "agent": true, "entity": true, "type": true, "_tag": true, "site": false, "altid": false, "policy": false} {
+		if got := d.SearchParam("AuditEvent", code) != nil; got != want {
+			t.Errorf("AuditEvent search parameter %s present %v, want %v", code, got, want)
+		}
+	}
 	pc := d.Compartment("Patient")
 	if pc == nil {
 		t.Fatal("no Patient compartment")

@@ -44,7 +44,6 @@ const (
 // Event types and subtypes.
 const (
 	// RESTful interactions: type rest, subtype the interaction code.
-	typeREST       = `{"system":"http://terminology.hl7.org/CodeSystem/audit-event-type","code":"rest","display":"RESTful Operation"}`
 	subtypeRESTSys = "http://hl7.org/fhir/restful-interaction"
 	// DICOM codes.
 	dcm                  = "http://dicom.nema.org/resources/ontology/DCM"
@@ -106,7 +105,17 @@ type Event struct {
 
 // JSON renders the event as an AuditEvent resource (without the chain
 // extension, which Seal adds).
+//
+// The events of ordinary interactions, written for every read, leave out
+// the display texts of their codes (the codes say it all, and every byte is
+// stored once per request); security events keep them.
 func (e *Event) JSON() []byte {
+	d := func(display string) string {
+		if e.Kind == "rest" {
+			return ""
+		}
+		return display
+	}
 	b := make([]byte, 0, 1024)
 	b = append(b, `{"resourceType":"AuditEvent","id":`...)
 	b = fhir.AppendString(b, e.ID)
@@ -132,7 +141,7 @@ func (e *Event) JSON() []byte {
 		b = appendCoding(append(b, `,"subtype":[`...), dcm, code, display)
 		b = append(b, ']')
 	default:
-		b = append(b, typeREST...)
+		b = append(b, `{"system":"http://terminology.hl7.org/CodeSystem/audit-event-type","code":"rest"}`...)
 		if e.Interaction != "" {
 			b = appendCoding(append(b, `,"subtype":[`...), subtypeRESTSys, e.Interaction, "")
 			b = append(b, ']')
@@ -170,18 +179,24 @@ func (e *Event) JSON() []byte {
 	b = append(b, `}],"agent":[`...)
 	b = e.appendAgents(b)
 	b = append(b, `],"source":{"site":"regie","observer":{"display":"Regie"},"type":[`...)
-	b = appendCoding(b, "http://terminology.hl7.org/CodeSystem/security-source-type", "4", "Application Server")
+	b = appendCoding(b, "http://terminology.hl7.org/CodeSystem/security-source-type", "4", d("Application Server"))
 	b = append(b, `]}`...)
 	b = e.appendEntities(b)
 	return append(b, '}')
 }
 
 func (e *Event) appendAgents(b []byte) []byte {
+	d := func(display string) string {
+		if e.Kind == "rest" {
+			return ""
+		}
+		return display
+	}
 	b = append(b, `{"type":{"coding":[`...)
 	if strings.HasPrefix(e.Who, "Device/") || e.Who == "" && e.Client != "" {
-		b = appendCoding(b, dcm, "110150", "Application")
+		b = appendCoding(b, dcm, "110150", d("Application"))
 	} else {
-		b = appendCoding(b, "http://terminology.hl7.org/CodeSystem/extra-security-role-type", "humanuser", "human user")
+		b = appendCoding(b, "http://terminology.hl7.org/CodeSystem/extra-security-role-type", "humanuser", d("human user"))
 	}
 	b = append(b, `]}`...)
 	b = append(b, `,"who":`...)
@@ -199,14 +214,14 @@ func (e *Event) appendAgents(b []byte) []byte {
 	b = append(b, '}')
 	if e.OnBehalfOf != "" {
 		b = append(b, `,{"type":{"coding":[`...)
-		b = appendCoding(b, "http://terminology.hl7.org/CodeSystem/v3-RoleClass", "PAT", "patient")
+		b = appendCoding(b, "http://terminology.hl7.org/CodeSystem/v3-RoleClass", "PAT", d("patient"))
 		b = append(b, `],"text":"on behalf of"},"who":`...)
 		b = appendReference(b, e.OnBehalfOf, "")
 		b = append(b, `,"requestor":false}`...)
 	}
 	if e.Client != "" {
 		b = append(b, `,{"type":{"coding":[`...)
-		b = appendCoding(b, dcm, "110150", "Application")
+		b = appendCoding(b, dcm, "110150", d("Application"))
 		b = append(b, `]},"who":{"identifier":{"system":"https://regie.nl/fhir/NamingSystem/oauth-client","value":`...)
 		b = fhir.AppendString(b, e.Client)
 		b = append(b, `}},"requestor":false}`...)
@@ -215,6 +230,12 @@ func (e *Event) appendAgents(b []byte) []byte {
 }
 
 func (e *Event) appendEntities(b []byte) []byte {
+	d := func(display string) string {
+		if e.Kind == "rest" {
+			return ""
+		}
+		return display
+	}
 	n := 0
 	entity := func() {
 		if n == 0 {
@@ -229,9 +250,9 @@ func (e *Event) appendEntities(b []byte) []byte {
 		b = append(b, `{"what":{"reference":`...)
 		b = fhir.AppendString(b, "Patient/"+pid)
 		b = append(b, `},"type":`...)
-		b = appendCoding(b, "http://terminology.hl7.org/CodeSystem/audit-entity-type", "1", "Person")
+		b = appendCoding(b, "http://terminology.hl7.org/CodeSystem/audit-entity-type", "1", d("Person"))
 		b = append(b, `,"role":`...)
-		b = appendCoding(b, "http://terminology.hl7.org/CodeSystem/object-role", "1", "Patient")
+		b = appendCoding(b, "http://terminology.hl7.org/CodeSystem/object-role", "1", d("Patient"))
 		b = append(b, '}')
 	}
 	if e.Resource != "" {
@@ -239,18 +260,18 @@ func (e *Event) appendEntities(b []byte) []byte {
 		b = append(b, `{"what":{"reference":`...)
 		b = fhir.AppendString(b, e.Resource)
 		b = append(b, `},"type":`...)
-		b = appendCoding(b, "http://terminology.hl7.org/CodeSystem/audit-entity-type", "2", "System Object")
+		b = appendCoding(b, "http://terminology.hl7.org/CodeSystem/audit-entity-type", "2", d("System Object"))
 		b = append(b, `,"role":`...)
-		b = appendCoding(b, "http://terminology.hl7.org/CodeSystem/object-role", "4", "Domain Resource")
+		b = appendCoding(b, "http://terminology.hl7.org/CodeSystem/object-role", "4", d("Domain Resource"))
 		b = append(b, '}')
 	}
 	if e.Query != "" || e.RequestID != "" {
 		entity()
 		b = append(b, `{"type":`...)
-		b = appendCoding(b, "http://terminology.hl7.org/CodeSystem/audit-entity-type", "2", "System Object")
+		b = appendCoding(b, "http://terminology.hl7.org/CodeSystem/audit-entity-type", "2", d("System Object"))
 		if e.Query != "" {
 			b = append(b, `,"role":`...)
-			b = appendCoding(b, "http://terminology.hl7.org/CodeSystem/object-role", "24", "Query")
+			b = appendCoding(b, "http://terminology.hl7.org/CodeSystem/object-role", "24", d("Query"))
 			b = append(b, `,"query":"`...)
 			b = append(b, base64.StdEncoding.EncodeToString([]byte(e.Query))...)
 			b = append(b, '"')

@@ -72,7 +72,7 @@ func (e *Engine) txWrite(ctx context.Context, tx storage.Tx, o *op, interaction 
 	res := &Result{Resource: r, Created: r != nil && !w.Delete && old == nil}
 	if e.audit {
 		a := o.ev
-		a.ID = e.newID()
+		a.ID = "" // appendAudit gives it a time-ordered id
 		if r != nil {
 			a.Resource = r.Type + "/" + r.ID + "/_history/" + r.VersionID()
 		}

@@ -491,7 +491,7 @@ func (e *Engine) commitWrite(ctx context.Context, o *op, w *storage.Write) (*Res
 	}
 	var res *Result
 	ev := o.ev
-	ev.ID = e.newID()
+	ev.ID = "" // appendAudit gives it a time-ordered id
 	err := e.store.Transact(ctx, func(tx storage.Tx) error {
 		r, err := tx.Write(ctx, w)
 		if err != nil {
