@@ -283,6 +283,7 @@ func runSearch(ctx context.Context, c *searchConfig, stdout, stderr io.Writer) e
 		}
 		fmt.Fprintf(stderr, "direct: storage.Store.Search with %d goroutines\n", c.conc)
 		do := storeDoer(st.store, st.parser)
+		mo.cpu = cpuSeconds
 		rep.Direct = measure(ctx, do, shapes, mo)
 		rep.DirectOne = measureOne(ctx, do, shapes, mo, stderr)
 		st.store.Close()
@@ -409,6 +410,8 @@ func httpPhase(ctx context.Context, c *searchConfig, root, runDir string, shapes
 			return nil
 		}
 	}
+	pid := srv.Process.Pid
+	mo.cpu = func() float64 { return procCPU(pid) }
 	fmt.Fprintf(log, "http: regie serve on %s, %d clients\n", addr, c.conc)
 	rep.HTTP = measure(ctx, do, shapes, mo)
 	rep.HTTPOne = measureOne(ctx, do, shapes, mo, log)
@@ -525,19 +528,19 @@ func printReport(w io.Writer, r *searchReport) {
 		if len(rs) == 0 {
 			return
 		}
-		fmt.Fprintf(w, "%s\n\n| query | clients | p50 ms | p95 ms | p99 ms | req/s | matches (+included)/req | bytes/req | target | errors | load |\n", title)
-		fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+		fmt.Fprintf(w, "%s\n\n| query | clients | p50 ms | p95 ms | p99 ms | req/s | cpu-ms/req | matches (+included)/req | bytes/req | target | errors | load |\n", title)
+		fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 		for _, s := range rs {
 			if s.Skipped != "" {
-				fmt.Fprintf(w, "| %s | %d | – | – | – | – | – | – | %s | not run: %s | %s |\n", s.Label, s.Conc, target(s), truncate(s.Skipped, 120), s.Load)
+				fmt.Fprintf(w, "| %s | %d | – | – | – | – | – | – | – | %s | not run: %s | %s |\n", s.Label, s.Conc, target(s), truncate(s.Skipped, 120), s.Load)
 				continue
 			}
 			m := fmt.Sprintf("%.1f", s.Matches)
 			if s.Included > 0 {
 				m += fmt.Sprintf(" (+%.1f)", s.Included)
 			}
-			fmt.Fprintf(w, "| %s | %d | %.2f | %.2f | %.2f | %.0f | %s | %.0f | %s | %d (+%d warm-up) | %s |\n", s.Label, s.Conc, s.P50, s.P95, s.P99, s.RPS,
-				m, s.Bytes, target(s), s.Errors, s.WarmupBad, s.Load)
+			fmt.Fprintf(w, "| %s | %d | %.2f | %.2f | %.2f | %.0f | %.2f | %s | %.0f | %s | %d (+%d warm-up) | %s |\n", s.Label, s.Conc, s.P50, s.P95, s.P99, s.RPS,
+				s.CPUms, m, s.Bytes, target(s), s.Errors, s.WarmupBad, s.Load)
 		}
 		for _, s := range rs {
 			if s.CountRate > 0 {

@@ -421,6 +421,7 @@ type shapeResult struct {
 	Matches    float64 `json:"meanMatchesPerRequest"`
 	Included   float64 `json:"meanIncludedPerRequest"`
 	Bytes      float64 `json:"meanResponseBytes"`
+	CPUms      float64 `json:"cpuMsPerRequest,omitempty"`
 	Errors     int     `json:"errors"`
 	WarmupBad  int     `json:"warmupWrong"`
 	ErrMsg     string  `json:"firstError,omitempty"`
@@ -433,6 +434,11 @@ type measureOptions struct {
 	runs, requests, warmup, conc int
 	seed                         uint64
 	log                          io.Writer
+	// cpu, when set, returns the CPU seconds used so far by the process
+	// that answers (the server, or this process for the store), for the
+	// CPU time per request, which depends less on other work on the machine
+	// than latencies do.
+	cpu func() float64
 	// during, when set, is called for an extra run of every shape whose
 	// p95 misses its target, with a function that keeps it busy (profiling).
 	during func(sh shape, busy func(ctx context.Context)) error
@@ -458,10 +464,17 @@ func measure(ctx context.Context, do doer, shapes []shape, o measureOptions) []s
 				continue
 			}
 		}
-		var p50, p95, p99, rps, rate, thr, bytes []float64
+		var p50, p95, p99, rps, rate, thr, bytes, cpu []float64
 		for i := 0; i < o.runs; i++ {
 			reqs := all[o.warmup+i*o.requests : o.warmup+(i+1)*o.requests]
+			var c0 float64
+			if o.cpu != nil {
+				c0 = o.cpu()
+			}
 			r := drive(ctx, do, sh.typ, reqs, o.conc, false)
+			if o.cpu != nil {
+				cpu = append(cpu, (o.cpu()-c0)/float64(len(reqs))*1000)
+			}
 			res.Errors += r.errors
 			if res.ErrMsg == "" {
 				res.ErrMsg = r.errMsg
@@ -490,6 +503,7 @@ func measure(ctx context.Context, do doer, shapes []shape, o measureOptions) []s
 		res.P50, res.P95, res.P99, res.RPS = median(p50), median(p95), median(p99), median(rps)
 		res.CountRate, res.Throughput = median(rate), median(thr)
 		res.Bytes = median(bytes)
+		res.CPUms = median(cpu)
 		res.Load = l0 + " → " + loadAvg()
 		out = append(out, res)
 		if o.during != nil && sh.targetP95 > 0 && res.P95 > sh.targetP95 {
@@ -504,6 +518,27 @@ func measure(ctx context.Context, do doer, shapes []shape, o measureOptions) []s
 		}
 	}
 	return out
+}
+
+// procCPU returns the user and system CPU seconds of process pid.
+func procCPU(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// the command name may hold spaces: fields start after its ')'
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 {
+		s = s[i+1:]
+	}
+	f := strings.Fields(s)
+	if len(f) < 13 {
+		return 0
+	}
+	var ut, st float64
+	fmt.Sscan(f[11], &ut)
+	fmt.Sscan(f[12], &st)
+	return (ut + st) / 100 // USER_HZ
 }
 
 // loadAvg returns the 1, 5 and 15 minute load averages.
