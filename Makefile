@@ -36,8 +36,12 @@ test: examples vet
 test-short:
 	$(GO) test -short ./...
 
+# The load benchmark (docs/benchmarks.md, "Load"), then what the
+# AuditEvent of every read costs ("Audit") and the store's own benchmarks.
 bench:
 	$(GO) run ./cmd/regie-bench
+	$(GO) test -run '^$$' -bench AuditedRead -benchtime 20000x -count 5 .
+	$(GO) test -run '^$$' -bench 'Create|Read|Ingest|AuditAppend' -benchtime 4000x -count 5 ./storage/embedded
 
 # The search benchmark (docs/benchmarks.md, "Search at 1,000,000
 # resources"): generates BENCH_N Synthea-shaped resources into a store

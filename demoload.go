@@ -111,4 +111,3 @@ func DemoPeople() ([]auth.DevCitizen, []auth.DevStaff, error) {
 	}
 	return cs, ss, nil
 }
-

@@ -75,6 +75,13 @@ func startStack(t testing.TB, p *parts, dir string) *stack {
 // startStackWith is startStack with extra OAuth clients.
 func startStackWith(t testing.TB, p *parts, dir string, clients []auth.ClientConfig) *stack {
 	t.Helper()
+	return startStackAudit(t, p, dir, clients, true)
+}
+
+// startStackAudit is startStackWith that can leave out the AuditEvents
+// (only to measure what they cost: Regie always audits).
+func startStackAudit(t testing.TB, p *parts, dir string, clients []auth.ClientConfig, audit bool) *stack {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +105,7 @@ func startStackWith(t testing.TB, p *parts, dir string, clients []auth.ClientCon
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng, err := engine.New(engine.Config{Definitions: p.defs, Validator: p.val, Store: st, Indexer: p.idx, Parser: p.parser, Policy: pol, Audit: true})
+	eng, err := engine.New(engine.Config{Definitions: p.defs, Validator: p.val, Store: st, Indexer: p.idx, Parser: p.parser, Policy: pol, Audit: audit})
 	if err != nil {
 		t.Fatal(err)
 	}

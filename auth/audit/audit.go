@@ -55,6 +55,10 @@ const (
 	CodeLogout           = "110123"
 	// Regie's own subtypes.
 	RegieSubtypeSystem = "https://regie.nl/fhir/CodeSystem/audit-subtype"
+	// The type of every RESTful interaction's event.
+	restTypeSystem = "http://terminology.hl7.org/CodeSystem/audit-event-type"
+	// The OAuth client an event came through (an agent's identifier).
+	clientSystem = "https://regie.nl/fhir/NamingSystem/oauth-client"
 )
 
 // ChainURL is the extension that carries the hash of the predecessor.
@@ -141,7 +145,7 @@ func (e *Event) JSON() []byte {
 		b = appendCoding(append(b, `,"subtype":[`...), dcm, code, display)
 		b = append(b, ']')
 	default:
-		b = append(b, `{"system":"http://terminology.hl7.org/CodeSystem/audit-event-type","code":"rest"}`...)
+		b = append(b, `{"system":"`+restTypeSystem+`","code":"rest"}`...)
 		if e.Interaction != "" {
 			b = appendCoding(append(b, `,"subtype":[`...), subtypeRESTSys, e.Interaction, "")
 			b = append(b, ']')
@@ -222,7 +226,7 @@ func (e *Event) appendAgents(b []byte) []byte {
 	if e.Client != "" {
 		b = append(b, `,{"type":{"coding":[`...)
 		b = appendCoding(b, dcm, "110150", d("Application"))
-		b = append(b, `]},"who":{"identifier":{"system":"https://regie.nl/fhir/NamingSystem/oauth-client","value":`...)
+		b = append(b, `]},"who":{"identifier":{"system":"`+clientSystem+`","value":`...)
 		b = fhir.AppendString(b, e.Client)
 		b = append(b, `}},"requestor":false}`...)
 	}

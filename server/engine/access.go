@@ -172,9 +172,15 @@ func (e *Engine) appendAudit(ctx context.Context, tx storage.Tx, ev *audit.Event
 	body := ev.JSON()
 	var entries []search.Entry
 	if e.idx != nil {
-		var err error
-		if entries, err = e.idx.Index("AuditEvent", body); err != nil {
-			return err
+		// The event's own fields give its entries without parsing body
+		// back (one AuditEvent per interaction); the indexer when they
+		// hold something the shortcut does not interpret.
+		var ok bool
+		if entries, ok = ev.Entries(); !ok {
+			var err error
+			if entries, err = e.idx.Index("AuditEvent", body); err != nil {
+				return err
+			}
 		}
 	}
 	w := &storage.Write{Type: "AuditEvent", ID: ev.ID, Body: body, Index: entries, CreateOnly: true, Chain: audit.Seal}
