@@ -171,8 +171,8 @@ func TestEveryInteractionLeavesOneAuditEvent(t *testing.T) {
 			kinds: []string{"rest:history-instance"}, who: "Practitioner/coach-sanne", patient: "Patient/anna-de-vries", outcome: "0"},
 		{name: "delete", do: func() int { return s.request(t, sanne, "DELETE", "/Observation/"+created, "") }, status: 204,
 			kinds: []string{"rest:delete"}, who: "Practitioner/coach-sanne", patient: "Patient/anna-de-vries", outcome: "0"},
-		{name: "search", do: func() int { return s.request(t, sanne, "GET", "/Patient?_id=anna-de-vries", "") }, status: -1,
-			kinds: []string{"rest:search-type"}, who: "Practitioner/coach-sanne"},
+		{name: "search", do: func() int { return s.request(t, sanne, "GET", "/CarePlan?_id=anna-plan-2026", "") }, status: 200,
+			kinds: []string{"rest:search-type"}, who: "Practitioner/coach-sanne", patient: "Patient/anna-de-vries", outcome: "0"},
 		{name: "operation", do: func() int { return s.request(t, sanne, "GET", "/Patient/anna-de-vries/$everything", "") }, status: -1,
 			kinds: []string{"rest:operation"}, who: "Practitioner/coach-sanne"},
 		{name: "consent change", do: func() int {

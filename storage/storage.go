@@ -134,6 +134,13 @@ type Page struct {
 	Resources []*fhir.Resource
 	// Included are resources added by _include and _revinclude.
 	Included []*fhir.Resource
+	// Entries and IncludedEntries are, for a store that keeps each
+	// resource's index entries (EntryReader), the entries of Resources and
+	// Included, in the same order (an element is nil for a resource
+	// without entries), so that a caller deciding on entries (the access
+	// policy, the audit) need not index the bodies again. Both are nil
+	// for a store that does not keep them, and for history pages.
+	Entries, IncludedEntries [][]search.Entry
 	// Total is the number of matches of the whole search, or -1 if not counted.
 	Total int
 	// Next and Prev are cursors for the neighbouring pages ("" when none).

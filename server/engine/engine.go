@@ -562,17 +562,26 @@ func (e *Engine) history(ctx context.Context, o *op, q *storage.HistoryQuery) (*
 	if err != nil {
 		return nil, err
 	}
-	e.touchPage(o, page.Resources)
+	e.touchPage(o, page.Resources, page.Entries)
 	return page, nil
 }
 
-// touchPage records the patients of the returned resources in the audit event.
-func (e *Engine) touchPage(o *op, rs []*fhir.Resource) {
+// touchPage records the patients of the returned resources in the audit
+// event, from the entries the store returned with them (ents, aligned with
+// rs) or else by indexing their bodies.
+func (e *Engine) touchPage(o *op, rs []*fhir.Resource, ents [][]search.Entry) {
 	if e.policy == nil || !e.audit {
 		return
 	}
-	for _, r := range rs {
+	if len(ents) != len(rs) {
+		ents = nil
+	}
+	for i, r := range rs {
 		if r.Deleted || r.Body == nil {
+			continue
+		}
+		if ents != nil {
+			o.touched(&policy.Doc{Type: r.Type, ID: r.ID, LastUpdated: r.LastUpdated, Body: r.Body, Entries: ents[i]})
 			continue
 		}
 		if d, err := e.doc(r); err == nil {

@@ -111,8 +111,8 @@ func (e *Engine) search(ctx context.Context, o *op, r *SearchRequest) (*SearchRe
 	if err != nil {
 		return nil, err
 	}
-	e.touchPage(o, page.Resources)
-	e.touchPage(o, page.Included)
+	e.touchPage(o, page.Resources, page.Entries)
+	e.touchPage(o, page.Included, page.IncludedEntries)
 	return &SearchResult{Query: q, Page: page, Warnings: warnings, Canonical: canonical}, nil
 }
 

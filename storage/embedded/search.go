@@ -154,10 +154,10 @@ func (v *view) search(ctx context.Context, q *search.Query, s *Store) (*storage.
 			return nil, err
 		}
 	}
-	if page.Resources, err = ex.bodies(res); err != nil {
+	if page.Resources, page.Entries, err = ex.bodies(res); err != nil {
 		return nil, err
 	}
-	if page.Included, err = ex.bodies(inc); err != nil {
+	if page.Included, page.IncludedEntries, err = ex.bodies(inc); err != nil {
 		return nil, err
 	}
 	return page, nil
@@ -297,42 +297,52 @@ func (ex *exec) sortedPage(p *plan, q *search.Query, page *storage.Page, entries
 }
 
 // bodies reads the stored bodies of cs.
-func (ex *exec) bodies(cs []*cand) ([]*fhir.Resource, error) {
+func (ex *exec) bodies(cs []*cand) ([]*fhir.Resource, [][]search.Entry, error) {
 	if len(cs) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	out := make([]*fhir.Resource, len(cs))
-	byVid := make(map[int64]*fhir.Resource, len(cs))
+	ents := make([][]search.Entry, len(cs))
+	byVid := make(map[int64]int, len(cs))
 	vids := make([]int64, len(cs))
 	for i, c := range cs {
-		r := &fhir.Resource{Type: c.typeName(), ID: c.id, Version: c.version, LastUpdated: timeOf(c.vid)}
-		out[i] = r
-		byVid[c.vid] = r
+		out[i] = &fhir.Resource{Type: c.typeName(), ID: c.id, Version: c.version, LastUpdated: timeOf(c.vid)}
+		byVid[c.vid] = i
 		vids[i] = c.vid
 	}
 	list, _ := json.Marshal(vids)
-	rows, err := ex.v.q.QueryContext(ex.ctx, "SELECT vid, body FROM versions WHERE vid IN (SELECT value FROM json_each(?))", string(list))
+	// Search answers current versions, whose entries are those stored
+	// for the resource.
+	rows, err := ex.v.q.QueryContext(ex.ctx, `SELECT v.vid, v.body, e.list, e.rows FROM versions v LEFT JOIN entries e ON e.rid = v.rid
+		WHERE v.vid IN (SELECT value FROM json_each(?))`, string(list))
 	if err != nil {
-		return nil, ex.err(err)
+		return nil, nil, ex.err(err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var vid int64
-		var body []byte
-		if err := rows.Scan(&vid, &body); err != nil {
-			return nil, err
+		var body, elist, erows []byte
+		if err := rows.Scan(&vid, &body, &elist, &erows); err != nil {
+			return nil, nil, err
 		}
-		if r := byVid[vid]; r != nil {
-			r.Body = body
+		i, ok := byVid[vid]
+		if !ok {
+			continue
+		}
+		out[i].Body = body
+		if elist != nil || len(erows) > 0 {
+			if ents[i], err = ex.v.entriesOf(elist, erows, nil); err != nil {
+				return nil, nil, fmt.Errorf("embedded: search: %s: %w", out[i].Type, err)
+			}
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, ex.err(err)
+		return nil, nil, ex.err(err)
 	}
 	for _, r := range out {
 		if r.Body == nil {
-			return nil, fmt.Errorf("embedded: search: %s has no body", r.Type)
+			return nil, nil, fmt.Errorf("embedded: search: %s has no body", r.Type)
 		}
 	}
-	return out, nil
+	return out, ents, nil
 }

@@ -220,7 +220,8 @@ func sameEntries(a, b []search.Entry) bool {
 
 // testReadEntries checks, for stores that implement storage.EntryReader,
 // that every resource of the dataset reads back with exactly the entries
-// the indexer gave (and a deletion with none).
+// the indexer gave (and a deletion with none), and is returned by
+// searches with them (storage.Page.Entries).
 func testReadEntries(t *testing.T, s storage.Store) {
 	er, ok := s.(storage.EntryReader)
 	if !ok {
@@ -239,6 +240,39 @@ func testReadEntries(t *testing.T, s storage.Store) {
 		if !sameEntries(entries, d.Entries) {
 			t.Errorf("%s/%s:\n got %+v\nwant %+v", d.Type, d.ID, entries, d.Entries)
 		}
+	}
+	// Search pages carry the same entries, for matches and includes.
+	seen := 0
+	check := func(what string, rs []*fhir.Resource, ents [][]search.Entry) {
+		if len(ents) != len(rs) {
+			t.Fatalf("%s: %d resources, %d entry lists", what, len(rs), len(ents))
+		}
+		for i, r := range rs {
+			d := docs.byRef[r.Type+"/"+r.ID]
+			if d == nil {
+				t.Fatalf("%s: unexpected %s", what, r.Ref())
+			}
+			if !sameEntries(ents[i], d.Entries) {
+				t.Errorf("%s: %s:\n got %+v\nwant %+v", what, r.Ref(), ents[i], d.Entries)
+			}
+			seen++
+		}
+	}
+	types := map[string]bool{}
+	for _, d := range docs.order {
+		types[d.Type] = true
+	}
+	for typ := range types {
+		page, err := s.Search(ctx(t), &search.Query{Types: []string{typ}, Count: storage.MaxCount,
+			RevInclude: []search.Include{{Source: "*", Param: "*"}}, Include: []search.Include{{Source: "*", Param: "*", Iterate: true}}})
+		if err != nil {
+			t.Fatalf("search %s: %v", typ, err)
+		}
+		check(typ, page.Resources, page.Entries)
+		check(typ+" includes", page.Included, page.IncludedEntries)
+	}
+	if seen < len(docs.order) {
+		t.Errorf("the searches returned %d resources, want at least %d", seen, len(docs.order))
 	}
 	mustWrite(t, s, &storage.Write{Type: "Patient", ID: "pat-1", Delete: true})
 	r, entries, err := er.ReadEntries(ctx(t), "Patient", "pat-1")
