@@ -18,7 +18,7 @@ import (
 // a client: a whole Regie (identity, policy, engine, embedded store) on
 // 127.0.0.1 with the demo loaded, an EHR's system token bound to its
 // organisation, and 32 concurrent connections that read one Patient by id
-// or create Patients of about 2 KB, with and without audit. b.N is the
+// or create journal notes of about 1.5 KB, with and without audit. b.N is the
 // number of requests, shared by the connections (run with -benchtime
 // 20000x). It reports requests/s and the median and p99 latency;
 // docs/benchmarks.md has the figures.
@@ -40,23 +40,16 @@ func BenchmarkAudit(b *testing.B) {
 				if op == "read" {
 					loadTest(b, token, "GET", s.base+"/fhir/Patient/anna-de-vries", nil, 200)
 				} else {
-					loadTest(b, token, "POST", s.base+"/fhir/Patient", benchPatient, 201)
+					loadTest(b, token, "POST", s.base+"/fhir/Observation", benchNote, 201)
 				}
 			})
 		}
 	}
 }
 
-// benchPatient is a Patient of about 2 KB managed by the EHR's organisation.
-var benchPatient = []byte(`{"resourceType":"Patient","identifier":[{"system":"https://regie.nl/fhir/NamingSystem/client","value":"C-2026-000123"}],` +
-	`"active":true,"name":[{"use":"official","family":"van der Berg","given":["Johanna","Maria"],"prefix":["mevrouw"]},{"use":"usual","given":["Anneke"]}],` +
-	`"telecom":[{"system":"phone","value":"+31612345678","use":"mobile"},{"system":"email","value":"anneke.vanderberg@example.nl","use":"home"}],` +
-	`"gender":"female","birthDate":"1984-06-21","address":[{"use":"home","line":["Lange Voorhout 12"],"city":"Den Haag","postalCode":"2514 EE","country":"NL"}],` +
-	`"maritalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v3-MaritalStatus","code":"M","display":"Married"}]},` +
-	`"contact":[{"relationship":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0131","code":"N","display":"Next-of-Kin"}]}],"name":{"family":"van der Berg","given":["Pieter"]},"telecom":[{"system":"phone","value":"+31687654321"}]}],` +
-	`"communication":[{"language":{"coding":[{"system":"urn:ietf:bcp:47","code":"nl-NL","display":"Dutch (Netherlands)"}]},"preferred":true}],` +
-	`"managingOrganization":{"reference":"Organization/wijkteam-noord"},` +
-	`"text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>Johanna Maria (Anneke) van der Berg, geboren 21 juni 1984, Lange Voorhout 12, 2514 EE Den Haag. Contactpersoon: Pieter van der Berg, telefoon +31687654321.</p><p>Begeleiding door Wijkteam Noord sinds maart 2025; voorkeurstaal Nederlands.</p><p>Cliëntnummer C-2026-000123.</p></div>"}}`)
+// benchNote is a journal note of about 1.5 KB in a dossier of the EHR's
+// organisation (what an EHR writes most).
+var benchNote = []byte(`{"resourceType":"Observation","status":"final","category":[{"coding":[{"system":"https://regie.nl/fhir/CodeSystem/dossier-part","code":"journal","display":"Contactjournaal"}]}],"code":{"coding":[{"system":"http://loinc.org","code":"11506-3","display":"Progress note"}],"text":"Journaalnotitie"},"subject":{"reference":"Patient/anna-de-vries"},"performer":[{"reference":"Practitioner/coach-sanne"}],"effectiveDateTime":"2026-11-20T10:15:00+01:00","valueString":"Telefonisch contact met Anna over de voortgang van het plan. Zij heeft de loonstroken van de afgelopen drie maanden verzameld en wil die samen met de coach doornemen voordat het gesprek met de schuldhulpverlening plaatsvindt. Afgesproken dat de coach een afspraak maakt bij het wijkcentrum De Kern en dat Anna de brief van de woningcorporatie meeneemt. Anna geeft aan dat het beter gaat met slapen sinds zij overdag weer een vaste structuur heeft; het vrijwilligerswerk bij de voedselbank bevalt goed. Zorgen over de kosten van de nieuwe bril voor haar dochter: besproken welke regelingen de gemeente daarvoor heeft en dat de coach de aanvraag voor de bijzondere bijstand voorbereidt. Volgende contact over twee weken, telefonisch, op dinsdagochtend. Anna wil het signaleringsplan bij het volgende huisbezoek samen bijwerken; zij heeft zelf al een paar punten opgeschreven over wat haar helpt als de spanning oploopt. Coach stuurt een samenvatting van dit gesprek via het portaal."}`)
 
 // loadTest sends b.N requests over 32 connections and reports the rate
 // and the latency percentiles.
