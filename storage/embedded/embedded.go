@@ -181,6 +181,7 @@ func dsn(path string, cacheKiB int, role int) string {
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(FULL)")
 	q.Add("_pragma", fmt.Sprintf("cache_size(-%d)", cacheKiB))
+	q.Add("_pragma", "mmap_size(17179869184)")
 	q.Add("_pragma", "foreign_keys(OFF)")
 	switch role {
 	case roleReader:
