@@ -24,8 +24,12 @@ func Canonical(q *Query) string {
 		slices.Sort(ts)
 		add("_type", strings.Join(ts, ","))
 	}
+	where := q.Where
+	if q.Request != nil {
+		where = q.Request
+	}
 	var conj []Expr
-	switch w := q.Where.(type) {
+	switch w := where.(type) {
 	case nil:
 	case And:
 		conj = w

@@ -23,6 +23,9 @@ type IndexerConfig struct {
 	// engineOnly evaluates every expression with the FHIRPath engine (tests
 	// compare it with the direct navigation of simple paths).
 	engineOnly bool
+	// keepDerived indexes derived parameters too (derived.go; tests compare
+	// their entries with the parser's rewrite).
+	keepDerived bool
 }
 
 // Indexer extracts the index entries of resources: it evaluates every
@@ -38,6 +41,9 @@ type Indexer struct {
 	scratch sync.Pool
 	// skipped lists, per type, the parameters that are not indexed and why.
 	skipped map[string]map[string]string
+	// derived lists, per type, the parameters answered from their
+	// constituents' entries instead of their own (derived.go).
+	derived map[string][]*fhir.SearchParam
 }
 
 // indexParam is one parameter of one resource type, compiled.
@@ -78,6 +84,11 @@ func NewIndexer(defs *fhir.Definitions, cfg IndexerConfig) (*Indexer, error) {
 		baseURL: strings.TrimSuffix(cfg.BaseURL, "/"),
 		types:   map[string][]*indexParam{},
 		skipped: map[string]map[string]string{},
+		derived: map[string][]*fhir.SearchParam{},
+	}
+	var derived map[string][]string
+	if !cfg.keepDerived {
+		derived = derivedParams(defs)
 	}
 	cache := map[string]evaluator{}
 	compile := func(src string) (evaluator, error) {
@@ -106,6 +117,10 @@ func NewIndexer(defs *fhir.Definitions, cfg IndexerConfig) (*Indexer, error) {
 			}
 			if why != "" {
 				skip[sp.Code] = why
+				continue
+			}
+			if derived[sp.Code] != nil {
+				ix.derived[rt] = append(ix.derived[rt], sp)
 				continue
 			}
 			src := exprForType(defs, rt, sp.Expression)
@@ -146,7 +161,8 @@ func NewIndexer(defs *fhir.Definitions, cfg IndexerConfig) (*Indexer, error) {
 }
 
 // Params returns the search parameters of resourceType that a search can
-// use: those indexed, plus _id and _lastUpdated. It is the list a
+// use: those indexed, those derived from indexed ones, plus _id and
+// _lastUpdated. It is the list a
 // CapabilityStatement publishes.
 func (ix *Indexer) Params(resourceType string) []*fhir.SearchParam {
 	var ps []*fhir.SearchParam
@@ -158,7 +174,7 @@ func (ix *Indexer) Params(resourceType string) []*fhir.SearchParam {
 	for _, ip := range ix.types[resourceType] {
 		ps = append(ps, ip.sp)
 	}
-	return ps
+	return append(ps, ix.derived[resourceType]...)
 }
 
 // Skipped returns the search parameters of resourceType that are not

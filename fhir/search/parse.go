@@ -39,6 +39,8 @@ type Options struct {
 type Parser struct {
 	defs *fhir.Definitions
 	cfg  Config
+	// derived maps derived parameters to their constituents (derived.go).
+	derived map[string][]string
 }
 
 // NewParser returns a Parser over defs.
@@ -50,7 +52,7 @@ func NewParser(defs *fhir.Definitions, cfg Config) *Parser {
 		cfg.CursorParam = "_cursor"
 	}
 	cfg.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
-	return &Parser{defs: defs, cfg: cfg}
+	return &Parser{defs: defs, cfg: cfg, derived: derivedParams(defs)}
 }
 
 // maxDepth bounds chains and nested _has.
@@ -221,6 +223,11 @@ func (p *Parser) Parse(types []string, params []Param, opts Options) (*Query, []
 		q.Where = where[0]
 	default:
 		q.Where = where
+	}
+	if q.Where != nil && len(p.derived) > 0 {
+		if w := expandDerived(q.Where, p.derived); w != nil {
+			q.Request, q.Where = q.Where, w
+		}
 	}
 	if len(st.errs) > 0 {
 		return nil, st.warnings, &fhir.ValidationError{Issues: st.errs}
@@ -753,7 +760,7 @@ func (st *state) parseSort(q *Query, name, mod, value string) {
 			st.unsupported(name, "search: unknown sort parameter", "parameter "+key)
 			continue
 		}
-		if sp.Expression == "" && !columnParam(key) || sp.Type == fhir.ParamComposite || sp.Type == fhir.ParamSpecial {
+		if sp.Expression == "" && !columnParam(key) || sp.Type == fhir.ParamComposite || sp.Type == fhir.ParamSpecial || st.p.derived[key] != nil {
 			st.unsupported(name, "search: sorting by this parameter is not supported", "parameter "+key)
 			continue
 		}

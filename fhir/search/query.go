@@ -21,6 +21,10 @@ type Query struct {
 	Types []string
 	// Where holds the request's conditions; nil matches everything.
 	Where Expr
+	// Request, when set, is Where as the request gave it, before the
+	// parser answered derived parameters from their constituents
+	// (derived.go); Canonical renders it.
+	Request Expr
 	// Constraint is added by the caller, typically the access policy, and
 	// limits everything the search returns: matches, includes, revincludes
 	// and totals. nil means no constraint.
