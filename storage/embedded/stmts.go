@@ -87,8 +87,12 @@ func prepare(ctx context.Context, db preparer) (*stmts, error) {
 	return st, nil
 }
 
-// maxMultiRows is the most rows one multi-row index insert carries.
-const maxMultiRows = 32
+// maxMultiRows is the most rows one multi-row index insert carries. 128
+// rows per statement took 5 to 8 % off the CPU of an indexed load of
+// 300,000 resources against 32 (356 to 368 against 381 to 388 cpu-µs per
+// resource); inserting in power-of-two chunks only, to prepare fewer
+// statements, cost more than it saved (432 to 450).
+const maxMultiRows = 128
 
 // multiInsert returns the statement inserting k rows into index table t,
 // preparing it on first use.
