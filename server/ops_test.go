@@ -100,3 +100,29 @@ func TestAccessLogHasNoQueryValues(t *testing.T) {
 		t.Errorf("access log contains query values: %s", logs.String())
 	}
 }
+
+// TestCreateRetriesATakenID checks that a create whose server-assigned id
+// is already taken (the store refuses it: a create does not read first)
+// stores the resource under the next id instead of failing or
+// overwriting.
+func TestCreateRetriesATakenID(t *testing.T) {
+	ids := []string{"taken", "taken", "fresh"}
+	e := newEnv(t, func(_ *server.Config, ec *engine.Config) {
+		ec.NewID = func() string {
+			id := ids[0]
+			if len(ids) > 1 {
+				ids = ids[1:]
+			}
+			return id
+		}
+	})
+	e.do("POST", "/fhir/Patient", `{"resourceType":"Patient","name":[{"family":"Eerste"}]}`).expect(t, 201)
+	r := e.do("POST", "/fhir/Patient", `{"resourceType":"Patient","name":[{"family":"Tweede"}]}`).expect(t, 201)
+	if loc := r.header.Get("Location"); !strings.Contains(loc, "/Patient/fresh/") {
+		t.Errorf("second create at %q, want Patient/fresh", loc)
+	}
+	first := e.do("GET", "/fhir/Patient/taken", "").expect(t, 200)
+	if !strings.Contains(string(first.body), "Eerste") || !strings.Contains(string(first.body), `"versionId":"1"`) {
+		t.Errorf("the first Patient changed: %s", first.body)
+	}
+}

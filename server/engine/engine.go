@@ -272,11 +272,31 @@ func (e *Engine) Create(ctx context.Context, typ string, body []byte) (*Result, 
 	if err != nil {
 		return nil, o.finish(ctx, err)
 	}
-	p.id = e.newID()
-	res, err := e.writeOne(ctx, o, auth.InteractionCreate, typ, p.id, 0, func(*fhir.Resource) (*storage.Write, *prepared, error) {
-		return &storage.Write{Type: typ, ID: p.id, Body: p.body, Index: p.index, CreateOnly: true}, p, nil
-	})
+	res, err := e.createFresh(ctx, o, typ, p)
 	return res, o.finish(ctx, err)
+}
+
+// createFresh stores p under a new server-assigned id. A new id has no
+// current version to read first (writeOne's read): the store's CreateOnly
+// refuses the write in the unlikely case that the id exists, and another
+// id is tried.
+func (e *Engine) createFresh(ctx context.Context, o *op, typ string, p *prepared) (*Result, error) {
+	for attempt := 1; ; attempt++ {
+		p.id = e.newID()
+		if err := e.checkWrite(ctx, o, auth.InteractionCreate, nil, p); err != nil {
+			return nil, err
+		}
+		res, err := e.commitWrite(ctx, o, &storage.Write{Type: typ, ID: p.id, Body: p.body, Index: p.index, CreateOnly: true})
+		if errors.Is(err, storage.ErrExists) && attempt < maxWriteAttempts {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		res.Created = res.Resource != nil
+		e.changed(typ)
+		return res, nil
+	}
 }
 
 // Update stores body as the new version of typ/id, creating it when it does
