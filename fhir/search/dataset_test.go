@@ -162,42 +162,7 @@ func sortKey(d *Doc, s Sort) (str string, num float64, ok bool) {
 	if s.Param == "_id" {
 		return d.ID, 0, true
 	}
-	first := true
-	for _, e := range d.Entries {
-		if e.Param != s.Param {
-			continue
-		}
-		var es string
-		var en float64
-		switch s.Type {
-		case fhir.ParamDate:
-			en = float64(e.Lo)
-			if s.Desc {
-				en = float64(e.Hi)
-			}
-		case fhir.ParamNumber, fhir.ParamQuantity:
-			en = e.LoF
-			if s.Desc {
-				en = e.HiF
-			}
-		case fhir.ParamString:
-			es = e.Str
-		case fhir.ParamToken:
-			es = e.Code
-		case fhir.ParamReference:
-			es = e.RefType + "/" + e.RefID
-		case fhir.ParamURI:
-			es = e.Str
-		}
-		better := es < str || en < num
-		if s.Desc {
-			better = es > str || en > num
-		}
-		if first || better {
-			str, num, first = es, en, false
-		}
-	}
-	return str, num, !first
+	return SortKey(d.Entries, s)
 }
 
 func sortDocs(ds []*Doc, keys []Sort) {

@@ -290,3 +290,45 @@ func Eval(e Expr, d *Doc, r Resolver) bool {
 	}
 	return false
 }
+
+// SortKey is what a resource sorts by for s, from its entries of s.Param:
+// the lowest value for ascending order, the highest for descending (dates,
+// numbers and quantities by the low end of their range ascending, the high
+// end descending; references as Type/id). ok is false when it has no
+// entry, and such resources sort last. _id, _lastUpdated and _type are
+// not entries: stores answer them from their own columns.
+func SortKey(entries []Entry, s Sort) (str string, num float64, ok bool) {
+	for _, e := range entries {
+		if e.Param != s.Param {
+			continue
+		}
+		var es string
+		var en float64
+		switch s.Type {
+		case fhir.ParamDate:
+			en = float64(e.Lo)
+			if s.Desc {
+				en = float64(e.Hi)
+			}
+		case fhir.ParamNumber, fhir.ParamQuantity:
+			en = e.LoF
+			if s.Desc {
+				en = e.HiF
+			}
+		case fhir.ParamString, fhir.ParamURI:
+			es = e.Str
+		case fhir.ParamToken:
+			es = e.Code
+		case fhir.ParamReference:
+			es = e.RefType + "/" + e.RefID
+		}
+		better := es < str || en < num
+		if s.Desc {
+			better = es > str || en > num
+		}
+		if !ok || better {
+			str, num, ok = es, en, true
+		}
+	}
+	return str, num, ok
+}

@@ -304,40 +304,8 @@ func (c *cand) keys(sorts []search.Sort) []sortKey {
 			out[k] = sortKey{str: c.typeName(), ok: true}
 			continue
 		}
-		var key sortKey
-		for _, e := range c.entries() {
-			if e.Param != s.Param {
-				continue
-			}
-			var es string
-			var en float64
-			switch s.Type {
-			case fhir.ParamDate:
-				en = float64(e.Lo)
-				if s.Desc {
-					en = float64(e.Hi)
-				}
-			case fhir.ParamNumber, fhir.ParamQuantity:
-				en = e.LoF
-				if s.Desc {
-					en = e.HiF
-				}
-			case fhir.ParamString, fhir.ParamURI:
-				es = e.Str
-			case fhir.ParamToken:
-				es = e.Code
-			case fhir.ParamReference:
-				es = e.RefType + "/" + e.RefID
-			}
-			better := es < key.str || en < key.num
-			if s.Desc {
-				better = es > key.str || en > key.num
-			}
-			if !key.ok || better {
-				key = sortKey{str: es, num: en, ok: true}
-			}
-		}
-		out[k] = key
+		str, num, ok := search.SortKey(c.entries(), s)
+		out[k] = sortKey{str: str, num: num, ok: ok}
 	}
 	return out
 }

@@ -127,40 +127,8 @@ func sortDocs(ds []*search.Doc, keys []search.Sort) {
 		case "_lastUpdated":
 			return key{num: float64(search.Instant(d.LastUpdated)), ok: true}
 		}
-		var k key
-		for _, e := range d.Entries {
-			if e.Param != s.Param {
-				continue
-			}
-			var es string
-			var en float64
-			switch s.Type {
-			case fhir.ParamDate:
-				en = float64(e.Lo)
-				if s.Desc {
-					en = float64(e.Hi)
-				}
-			case fhir.ParamNumber, fhir.ParamQuantity:
-				en = e.LoF
-				if s.Desc {
-					en = e.HiF
-				}
-			case fhir.ParamString, fhir.ParamURI:
-				es = e.Str
-			case fhir.ParamToken:
-				es = e.Code
-			case fhir.ParamReference:
-				es = e.RefType + "/" + e.RefID
-			}
-			better := es < k.str || en < k.num
-			if s.Desc {
-				better = es > k.str || en > k.num
-			}
-			if !k.ok || better {
-				k = key{es, en, true}
-			}
-		}
-		return k
+		str, num, ok := search.SortKey(d.Entries, s)
+		return key{str, num, ok}
 	}
 	slices.SortStableFunc(ds, func(a, b *search.Doc) int {
 		for _, s := range keys {
