@@ -153,6 +153,32 @@ type Has struct {
 	Where Expr
 }
 
+// Walk calls fn for e and every node below it, parents first: the
+// operands of And and Or, the operand of Not, and the inner query of a
+// Chain or Has.
+func Walk(e Expr, fn func(Expr)) {
+	if e == nil {
+		return
+	}
+	fn(e)
+	switch x := e.(type) {
+	case And:
+		for _, y := range x {
+			Walk(y, fn)
+		}
+	case Or:
+		for _, y := range x {
+			Walk(y, fn)
+		}
+	case Not:
+		Walk(x.X, fn)
+	case *Chain:
+		Walk(x.Where, fn)
+	case *Has:
+		Walk(x.Where, fn)
+	}
+}
+
 func (And) expr()    {}
 func (Or) expr()     {}
 func (Not) expr()    {}

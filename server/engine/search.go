@@ -171,28 +171,14 @@ func (e *Engine) returnedTypes(q *search.Query) []string {
 	}
 	// the store applies the constraint to what chains and _has pass
 	// through as well, so it must cover their types
-	var links func(x search.Expr)
-	links = func(x search.Expr) {
-		switch x := x.(type) {
-		case search.And:
-			for _, y := range x {
-				links(y)
-			}
-		case search.Or:
-			for _, y := range x {
-				links(y)
-			}
-		case search.Not:
-			links(x.X)
+	search.Walk(q.Where, func(e search.Expr) {
+		switch x := e.(type) {
 		case *search.Chain:
 			add(x.Target)
-			links(x.Where)
 		case *search.Has:
 			add(x.Type)
-			links(x.Where)
 		}
-	}
-	links(q.Where)
+	})
 	return types
 }
 

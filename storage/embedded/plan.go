@@ -44,28 +44,14 @@ type exec struct {
 // traverse.
 func (ex *exec) constrain(constraint search.Expr) {
 	ex.traverse = flatten(nil, constraint)
-	var walk func(e search.Expr)
-	walk = func(e search.Expr) {
+	search.Walk(constraint, func(e search.Expr) {
 		switch x := e.(type) {
-		case search.And:
-			for _, c := range x {
-				walk(c)
-			}
-		case search.Or:
-			for _, c := range x {
-				walk(c)
-			}
-		case search.Not:
-			walk(x.X)
 		case *search.Chain:
 			ex.free[x] = true
-			walk(x.Where)
 		case *search.Has:
 			ex.free[x] = true
-			walk(x.Where)
 		}
-	}
-	walk(constraint)
+	})
 }
 
 // within returns the conjuncts of a chain's or _has's inner query.
