@@ -37,10 +37,15 @@ func BenchmarkAudit(b *testing.B) {
 				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 				req.SetBasicAuth(ehrClient, ehrSecret)
 				token := fetchToken(b, req)
+				st0 := s.store.Stats()
 				if op == "read" {
 					loadTest(b, token, "GET", s.base+"/fhir/Patient/anna-de-vries", nil, 200)
 				} else {
 					loadTest(b, token, "POST", s.base+"/fhir/Observation", benchNote, 201)
+				}
+				st := s.store.Stats()
+				if n := st.Batches - st0.Batches; n > 0 {
+					b.ReportMetric(float64(st.Requests-st0.Requests)/float64(n), "writes/commit")
 				}
 			})
 		}

@@ -107,6 +107,13 @@ type Write struct {
 	// write of the resource fails with ErrImmutable. A chained write must
 	// create its resource (ErrExists if the id was ever used).
 	Chain func(prev, stamped []byte) (sealed, hash []byte, err error)
+	// Defer, on a chained create, lets the store append the sealed write
+	// to a log and store it as a resource later, in bulk: the write is
+	// durable and chained when it returns, and every read, search and
+	// history that starts after it returned sees it (the store finishes
+	// what it deferred first), so it behaves as an ordinary chained write
+	// that costs the writer less. A store may ignore it.
+	Defer bool
 }
 
 // HistoryQuery selects versions for _history.

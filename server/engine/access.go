@@ -183,7 +183,9 @@ func (e *Engine) appendAudit(ctx context.Context, tx storage.Tx, ev *audit.Event
 			}
 		}
 	}
-	w := &storage.Write{Type: "AuditEvent", ID: ev.ID, Body: body, Index: entries, CreateOnly: true, Chain: audit.Seal}
+	// Deferred: the store appends the sealed event to its log at once and
+	// stores it as a resource in bulk later, before anything could see it.
+	w := &storage.Write{Type: "AuditEvent", ID: ev.ID, Body: body, Index: entries, CreateOnly: true, Chain: audit.Seal, Defer: true}
 	if tx != nil {
 		_, err := tx.Write(ctx, w)
 		return err

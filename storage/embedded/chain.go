@@ -39,7 +39,7 @@ func (s *Store) ChainHead(ctx context.Context) (seq int64, hash []byte, err erro
 }
 
 // WalkChain calls fn with the id and stored body of every chained write
-// (see storage.Write.Chain), in chain order, from one consistent snapshot,
+// (see storage.Write.Chain), in chain order, deferred ones included, from one consistent snapshot,
 // for `regie audit verify`. A link whose version was removed is passed
 // with a nil body (and an empty id if its resource row is gone too), so
 // the verifier reports the break where it is. If fn returns an error,
@@ -61,7 +61,8 @@ func (s *Store) WalkChain(ctx context.Context, fn func(id string, body []byte) e
 		return s.readErr("walk chain", ctxOr(ctx, err))
 	}
 	rows, err := tx.QueryContext(ctx, `SELECT c.seq, coalesce(r.id, ''), v.body FROM chain c
-		LEFT JOIN resources r ON r.rid = c.rid LEFT JOIN versions v ON v.vid = c.vid ORDER BY c.seq`)
+		LEFT JOIN resources r ON r.rid = c.rid LEFT JOIN versions v ON v.vid = c.vid
+		UNION ALL SELECT seq, id, body FROM deferred ORDER BY 1`)
 	if err != nil {
 		return s.readErr("walk chain", ctxOr(ctx, err))
 	}
@@ -132,6 +133,9 @@ func (s *Store) ReadEntries(ctx context.Context, typ, id string) (*fhir.Resource
 	if s.isClosed() {
 		return nil, nil, fmt.Errorf("embedded: read: %w", storage.ErrClosed)
 	}
+	if err := s.settleFor(ctx, false, typ); err != nil {
+		return nil, nil, err
+	}
 	r, e, err := s.poolView().readEntries(ctx, typ, id)
 	return r, e, s.readErr("read", err)
 }
@@ -139,6 +143,9 @@ func (s *Store) ReadEntries(ctx context.Context, typ, id string) (*fhir.Resource
 // ReadEntries implements storage.EntryReader inside a transaction.
 func (t *tx) ReadEntries(ctx context.Context, typ, id string) (*fhir.Resource, []search.Entry, error) {
 	if err := t.check(ctx); err != nil {
+		return nil, nil, err
+	}
+	if err := t.w.settleFor(typ); err != nil {
 		return nil, nil, err
 	}
 	return t.w.view().readEntries(context.Background(), typ, id)

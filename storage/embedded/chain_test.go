@@ -16,11 +16,12 @@ import (
 	"regie/storage/embedded"
 )
 
-// auditWrite is a chained AuditEvent write, as the engine makes it.
-func auditWrite(id string) *storage.Write {
+// auditWrite is a chained AuditEvent write, as the engine makes it
+// (deferred when def is set).
+func auditWrite(id string, def ...bool) *storage.Write {
 	ev := audit.Event{ID: id, Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Kind: "rest", Interaction: "read",
 		Action: audit.ActionRead, Who: "Practitioner/p1", Patients: []string{"anna"}, Resource: "CarePlan/c1"}
-	return &storage.Write{Type: "AuditEvent", ID: id, Body: ev.JSON(), CreateOnly: true, Chain: seal,
+	return &storage.Write{Type: "AuditEvent", ID: id, Body: ev.JSON(), CreateOnly: true, Chain: seal, Defer: len(def) > 0 && def[0],
 		Index: []search.Entry{
 			{Param: "patient", Type: fhir.ParamReference, RefType: "Patient", RefID: "anna"},
 			{Param: "date", Type: fhir.ParamDate, Lo: 1, Hi: 2},
@@ -39,6 +40,13 @@ func verify(t *testing.T, s *embedded.Store) (int, error) {
 	return v.Count(), err
 }
 
+// bothWays runs a test with plain and with deferred chained writes.
+func bothWays(t *testing.T, test func(t *testing.T, def bool)) {
+	for _, def := range []bool{false, true} {
+		t.Run(fmt.Sprintf("deferred=%v", def), func(t *testing.T) { test(t, def) })
+	}
+}
+
 // rawDB opens the store's database file for tampering.
 func rawDB(t *testing.T, s *embedded.Store) *sql.DB {
 	t.Helper()
@@ -50,18 +58,20 @@ func rawDB(t *testing.T, s *embedded.Store) *sql.DB {
 	return db
 }
 
-func TestChainVerifies(t *testing.T) {
+func TestChainVerifies(t *testing.T) { bothWays(t, testChainVerifies) }
+
+func testChainVerifies(t *testing.T, def bool) {
 	s := open(t)
 	// Single writes, writes in transactions, and concurrent writes (which
 	// group commit puts into shared batches) all extend one chain.
 	for i := range 5 {
-		if _, err := s.Write(t0, auditWrite(fmt.Sprint("a", i))); err != nil {
+		if _, err := s.Write(t0, auditWrite(fmt.Sprint("a", i), def)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	err := s.Transact(t0, func(tx storage.Tx) error {
 		for i := range 3 {
-			if _, err := tx.Write(t0, auditWrite(fmt.Sprint("t", i))); err != nil {
+			if _, err := tx.Write(t0, auditWrite(fmt.Sprint("t", i), def)); err != nil {
 				return err
 			}
 		}
@@ -74,7 +84,7 @@ func TestChainVerifies(t *testing.T) {
 	for g := range 16 {
 		wg.Go(func() {
 			for i := range 10 {
-				if _, err := s.Write(t0, auditWrite(fmt.Sprint("c", g, "-", i))); err != nil {
+				if _, err := s.Write(t0, auditWrite(fmt.Sprint("c", g, "-", i), def)); err != nil {
 					t.Error(err)
 				}
 			}
@@ -109,9 +119,11 @@ func TestChainVerifies(t *testing.T) {
 
 // A batch that rolls back rolls the chain head back with it: the failed
 // transaction's links never become predecessors.
-func TestChainRollback(t *testing.T) {
+func TestChainRollback(t *testing.T) { bothWays(t, testChainRollback) }
+
+func testChainRollback(t *testing.T, def bool) {
 	s := open(t)
-	if _, err := s.Write(t0, auditWrite("a0")); err != nil {
+	if _, err := s.Write(t0, auditWrite("a0", def)); err != nil {
 		t.Fatal(err)
 	}
 	boom := errors.New("boom")
@@ -119,7 +131,7 @@ func TestChainRollback(t *testing.T) {
 	for g := range 8 {
 		wg.Go(func() {
 			err := s.Transact(t0, func(tx storage.Tx) error {
-				if _, err := tx.Write(t0, auditWrite(fmt.Sprint("x", g))); err != nil {
+				if _, err := tx.Write(t0, auditWrite(fmt.Sprint("x", g), def)); err != nil {
 					return err
 				}
 				if g%2 == 0 {
@@ -140,7 +152,7 @@ func TestChainRollback(t *testing.T) {
 	if _, err := s.Read(t0, "AuditEvent", "x0"); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("rolled-back event: %v", err)
 	}
-	if _, err := s.Write(t0, auditWrite("a1")); err != nil {
+	if _, err := s.Write(t0, auditWrite("a1", def)); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := verify(t, s); err != nil || n != 6 {
@@ -148,9 +160,11 @@ func TestChainRollback(t *testing.T) {
 	}
 }
 
-func TestChainedIsImmutable(t *testing.T) {
+func TestChainedIsImmutable(t *testing.T) { bothWays(t, testChainedIsImmutable) }
+
+func testChainedIsImmutable(t *testing.T, def bool) {
 	s := open(t)
-	if _, err := s.Write(t0, auditWrite("a0")); err != nil {
+	if _, err := s.Write(t0, auditWrite("a0", def)); err != nil {
 		t.Fatal(err)
 	}
 	for _, w := range []*storage.Write{
@@ -162,13 +176,13 @@ func TestChainedIsImmutable(t *testing.T) {
 			t.Errorf("write %+v of a chained resource: %v, want ErrImmutable", w, err)
 		}
 	}
-	if _, err := s.Write(t0, auditWrite("a0")); !errors.Is(err, storage.ErrImmutable) {
+	if _, err := s.Write(t0, auditWrite("a0", def)); !errors.Is(err, storage.ErrImmutable) {
 		t.Errorf("chained write of an existing chained id: %v", err)
 	}
 	if _, err := s.Write(t0, &storage.Write{Type: "AuditEvent", ID: "plain", Body: []byte(`{"resourceType":"AuditEvent"}`)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Write(t0, auditWrite("plain")); !errors.Is(err, storage.ErrExists) {
+	if _, err := s.Write(t0, auditWrite("plain", def)); !errors.Is(err, storage.ErrExists) {
 		t.Errorf("chained write of an existing unchained id: %v, want ErrExists", err)
 	}
 	if n, err := verify(t, s); err != nil || n != 1 {
@@ -228,9 +242,11 @@ func TestChainTampering(t *testing.T) {
 }
 
 // ReadEntries returns the entries exactly as written.
-func TestReadEntries(t *testing.T) {
+func TestReadEntries(t *testing.T) { bothWays(t, testReadEntries) }
+
+func testReadEntries(t *testing.T, def bool) {
 	s := open(t)
-	w := auditWrite("a0")
+	w := auditWrite("a0", def)
 	if _, err := s.Write(t0, w); err != nil {
 		t.Fatal(err)
 	}

@@ -62,6 +62,15 @@ type Options struct {
 	// writes them once more (a third of the index cost at 1 M resources
 	// with 16 MiB). SQLite fills the cache as pages are used.
 	WriterCacheKiB int
+	// MaxBacklog bounds the deferred writes (storage.Write.Defer) waiting
+	// to be materialised: above it, the writer materialises some after
+	// every batch (default 8192, about a second of its work).
+	MaxBacklog int
+	// Idle is how long the writer waits for a request before it
+	// materialises deferred writes in the background (default 2 ms;
+	// negative: only above MaxBacklog, or when a read needs them, and not
+	// at Close).
+	Idle time.Duration
 	// Now is the clock (default time.Now); lastUpdated never goes back even
 	// if it does.
 	Now func() time.Time
@@ -96,6 +105,11 @@ type Store struct {
 
 	// Writer goroutine state.
 	last int64 // the last vid (lastUpdated, µs) handed out
+
+	backlog           atomic.Pointer[backlog] // deferred writes waiting (deferred.go)
+	maxBacklog        int64
+	idle              time.Duration // see Options.Idle
+	materialiseFailed atomic.Bool   // stops background materialising after an error
 
 	batches, requests atomic.Int64 // committed (or failed) batches and their requests
 	walLong           atomic.Bool  // the checkpointer asks the writer to truncate the WAL
@@ -137,6 +151,12 @@ func Open(dir string, opts *Options) (*Store, error) {
 	if o.WriterCacheKiB <= 0 {
 		o.WriterCacheKiB = 131072
 	}
+	if o.Idle == 0 {
+		o.Idle = idleDelay
+	}
+	if o.MaxBacklog <= 0 {
+		o.MaxBacklog = defaultMaxBacklog
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -145,14 +165,16 @@ func Open(dir string, opts *Options) (*Store, error) {
 	}
 	path := filepath.Join(dir, FileName)
 	s := &Store{
-		path:     path,
-		log:      o.Logger,
-		now:      o.Now,
-		maxBatch: o.MaxBatch,
-		queue:    make(chan *request, 4*o.MaxBatch),
-		stop:     make(chan struct{}),
-		wrote:    make(chan struct{}, 1),
-		done:     make(chan struct{}),
+		path:       path,
+		log:        o.Logger,
+		now:        o.Now,
+		maxBatch:   o.MaxBatch,
+		maxBacklog: int64(o.MaxBacklog),
+		idle:       o.Idle,
+		queue:      make(chan *request, 4*o.MaxBatch),
+		stop:       make(chan struct{}),
+		wrote:      make(chan struct{}, 1),
+		done:       make(chan struct{}),
 	}
 	if err := s.open(o); err != nil {
 		s.closeDBs()
@@ -230,8 +252,11 @@ func (s *Store) open(o Options) error {
 	if err := s.migrate(ctx, version); err != nil {
 		return err
 	}
-	if err := s.wconn.QueryRowContext(ctx, "SELECT coalesce(max(vid), 0) FROM versions").Scan(&s.last); err != nil {
+	if err := s.wconn.QueryRowContext(ctx, "SELECT max(coalesce((SELECT max(vid) FROM versions), 0), coalesce((SELECT max(vid) FROM deferred), 0))").Scan(&s.last); err != nil {
 		return fmt.Errorf("embedded: open: %w", err)
+	}
+	if err := s.loadBacklog(ctx); err != nil {
+		return err
 	}
 	s.dict, err = loadDict(ctx, s.wconn)
 	if err != nil {
@@ -279,6 +304,9 @@ func (s *Store) migrate(ctx context.Context, version int) (err error) {
 		}
 	}()
 	for v := version; v > 0 && v < schemaVersion; v++ {
+		if migrations[v] == "" {
+			continue // only new tables
+		}
 		if _, err := s.wconn.ExecContext(ctx, migrations[v]); err != nil {
 			return fmt.Errorf("embedded: migrate schema %d to %d: %w", v, v+1, err)
 		}
@@ -297,7 +325,7 @@ func (s *Store) migrate(ctx context.Context, version int) (err error) {
 	return nil
 }
 
-// Close finishes the queued writes, checkpoints the WAL into the database
+// Close finishes the queued writes, materialises deferred ones, checkpoints the WAL into the database
 // file and closes it. It is safe to call more than once.
 func (s *Store) Close() error {
 	s.once.Do(func() {

@@ -112,6 +112,10 @@ func (s *Store) Reindex(ctx context.Context, fn func(*fhir.Resource) ([]search.E
 		res      *fhir.Resource
 		entries  []search.Entry
 	}
+	// Deferred writes carry entries of the indexer that wrote them.
+	if err := s.Settle(ctx); err != nil {
+		return 0, err
+	}
 	var after int64
 	total := 0
 	for {

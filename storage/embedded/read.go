@@ -399,6 +399,9 @@ func (s *Store) Read(ctx context.Context, typ, id string) (*fhir.Resource, error
 	if s.isClosed() {
 		return nil, fmt.Errorf("embedded: read: %w", storage.ErrClosed)
 	}
+	if err := s.settleFor(ctx, false, typ); err != nil {
+		return nil, err
+	}
 	r, err := s.poolView().read(ctx, typ, id)
 	return r, s.readErr("read", err)
 }
@@ -408,6 +411,9 @@ func (s *Store) VRead(ctx context.Context, typ, id string, version int64) (*fhir
 	if s.isClosed() {
 		return nil, fmt.Errorf("embedded: vread: %w", storage.ErrClosed)
 	}
+	if err := s.settleFor(ctx, false, typ); err != nil {
+		return nil, err
+	}
 	r, err := s.poolView().vread(ctx, typ, id, version)
 	return r, s.readErr("vread", err)
 }
@@ -416,6 +422,9 @@ func (s *Store) VRead(ctx context.Context, typ, id string, version int64) (*fhir
 func (s *Store) History(ctx context.Context, q *storage.HistoryQuery) (*storage.Page, error) {
 	if s.isClosed() {
 		return nil, fmt.Errorf("embedded: history: %w", storage.ErrClosed)
+	}
+	if err := s.settleFor(ctx, q.Type == "", q.Type); err != nil {
+		return nil, err
 	}
 	p, err := s.poolView().history(ctx, q, s)
 	if err != nil {
@@ -428,6 +437,9 @@ func (s *Store) History(ctx context.Context, q *storage.HistoryQuery) (*storage.
 func (s *Store) Search(ctx context.Context, q *search.Query) (*storage.Page, error) {
 	if s.isClosed() {
 		return nil, fmt.Errorf("embedded: search: %w", storage.ErrClosed)
+	}
+	if err := s.settleSearch(ctx, q); err != nil {
+		return nil, err
 	}
 	p, err := s.poolView().search(ctx, q, s)
 	if err != nil {
@@ -456,11 +468,17 @@ func (t *tx) Read(ctx context.Context, typ, id string) (*fhir.Resource, error) {
 	if err := t.check(ctx); err != nil {
 		return nil, err
 	}
+	if err := t.w.settleFor(typ); err != nil {
+		return nil, err
+	}
 	return t.w.view().read(context.Background(), typ, id)
 }
 
 func (t *tx) VRead(ctx context.Context, typ, id string, version int64) (*fhir.Resource, error) {
 	if err := t.check(ctx); err != nil {
+		return nil, err
+	}
+	if err := t.w.settleFor(typ); err != nil {
 		return nil, err
 	}
 	return t.w.view().vread(context.Background(), typ, id, version)
@@ -470,11 +488,17 @@ func (t *tx) History(ctx context.Context, q *storage.HistoryQuery) (*storage.Pag
 	if err := t.check(ctx); err != nil {
 		return nil, err
 	}
+	if err := t.w.settleFor(q.Type); err != nil {
+		return nil, err
+	}
 	return t.w.view().history(context.Background(), q, nil)
 }
 
 func (t *tx) Search(ctx context.Context, q *search.Query) (*storage.Page, error) {
 	if err := t.check(ctx); err != nil {
+		return nil, err
+	}
+	if err := t.w.settleSearch(q); err != nil {
 		return nil, err
 	}
 	if err := t.w.flush(); err != nil {

@@ -3,8 +3,9 @@ package embedded
 // schemaVersion is stored in PRAGMA user_version; Open refuses a database
 // with a newer one.
 // Version 2 added entries.list (the exact index entries of a resource) and
-// the audit hash chain (chain, chain_head).
-const schemaVersion = 2
+// the audit hash chain (chain, chain_head); version 3 the deferred writes
+// (deferred).
+const schemaVersion = 3
 
 // schema is the whole database layout. Times are Unix microseconds. See
 // docs/storage.md for the reasoning.
@@ -45,6 +46,11 @@ const schemaVersion = 2
 //     position (from 1), rid the resource (unique: a chained resource is
 //     never written again), vid its only version.
 //   - chain_head has one row: the position and hash of the last link.
+//   - deferred holds chained writes stored as one appended row each
+//     (storage.Write.Defer) until the writer moves them into the tables
+//     above in bulk (deferred.go): seq is the chain position they were
+//     sealed at, vid their lastUpdated, list their entry list, body the
+//     sealed body. (tid, id) is unique, as in resources.
 //
 // Records: a small key-value table with versions and expiry.
 const schema = `
@@ -183,6 +189,16 @@ CREATE TABLE IF NOT EXISTS chain_head (
 	hash BLOB NOT NULL
 );
 
+CREATE TABLE IF NOT EXISTS deferred (
+	seq  INTEGER PRIMARY KEY,
+	tid  INTEGER NOT NULL,
+	id   TEXT NOT NULL,
+	vid  INTEGER NOT NULL,
+	list BLOB,
+	body BLOB NOT NULL,
+	UNIQUE (tid, id)
+);
+
 CREATE TABLE IF NOT EXISTS records (
 	kind    TEXT NOT NULL,
 	key     TEXT NOT NULL,
@@ -198,4 +214,5 @@ CREATE INDEX IF NOT EXISTS records_expiry ON records(expires) WHERE expires > 0;
 // the tables added in a version are created by schema itself.
 var migrations = map[int]string{
 	1: `ALTER TABLE entries ADD COLUMN list BLOB`,
+	2: ``,
 }

@@ -26,6 +26,7 @@ type stmts struct {
 	insType, insParam, insSystem             *sql.Stmt
 	putRec, delRec                           *sql.Stmt
 	isChained, insChain, getHead, putHead    *sql.Stmt
+	insDeferred, getDeferred, delDeferred    *sql.Stmt
 	begin, commit, savepoint, release        *sql.Stmt
 	rollbackTo                               *sql.Stmt
 	idxInsert, idxDelete                     [tabEnd]*sql.Stmt
@@ -70,6 +71,9 @@ func prepare(ctx context.Context, db preparer) (*stmts, error) {
 		p(&st.insChain, `INSERT INTO chain(seq, rid, vid) VALUES (?, ?, ?)`)
 		p(&st.getHead, `SELECT seq, hash FROM chain_head WHERE id = 1`)
 		p(&st.putHead, `INSERT OR REPLACE INTO chain_head(id, seq, hash) VALUES (1, ?, ?)`)
+		p(&st.insDeferred, `INSERT INTO deferred(seq, tid, id, vid, list, body) VALUES (?, ?, ?, ?, ?, ?)`)
+		p(&st.getDeferred, `SELECT seq, tid, id, vid, list, body FROM deferred ORDER BY seq LIMIT ?`)
+		p(&st.delDeferred, `DELETE FROM deferred WHERE seq <= ?`)
 		p(&st.begin, `BEGIN IMMEDIATE`)
 		p(&st.commit, `COMMIT`)
 		p(&st.savepoint, `SAVEPOINT req`)

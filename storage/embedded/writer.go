@@ -69,9 +69,30 @@ func (s *Store) submit(ctx context.Context, fn func(w *wtx) error) error {
 func (s *Store) writer() {
 	defer close(s.done)
 	batch := make([]*request, 0, s.maxBatch)
+	idle := time.NewTimer(time.Hour)
+	idle.Stop()
 	for {
-		r, ok := <-s.queue
+		var r *request
+		var ok bool
+		if s.idle > 0 && s.Backlog() > 0 && !s.materialiseFailed.Load() {
+			// Deferred writes wait: materialise some if no request comes.
+			idle.Reset(s.idle)
+			select {
+			case r, ok = <-s.queue:
+				idle.Stop()
+			case <-idle.C:
+				s.materialiseInBackground()
+				continue
+			}
+		} else {
+			r, ok = <-s.queue
+		}
 		if !ok {
+			// Closing: leave the tables whole (a crash leaves the
+			// backlog to the next open).
+			for s.idle > 0 && s.Backlog() > 0 && !s.materialiseFailed.Load() {
+				s.materialiseInBackground()
+			}
 			return
 		}
 		batch = append(batch[:0], r)
@@ -89,6 +110,10 @@ func (s *Store) writer() {
 		}
 		s.runBatch(batch)
 		clear(batch)
+		if s.Backlog() > s.maxBacklog && !s.materialiseFailed.Load() {
+			// Backpressure: the backlog stays bounded, so settling it does too.
+			s.materialiseInBackground()
+		}
 		if s.walLong.Swap(false) {
 			// See checkpointer.
 			if _, err := s.wconn.ExecContext(context.Background(), "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
@@ -140,6 +165,7 @@ func (s *Store) runBatch(batch []*request) {
 				return
 			}
 			w.batch.merge(&w.req)
+			w.keepDelta()
 			break
 		}
 		if _, err := s.wst.savepoint.Exec(); err != nil {
@@ -158,8 +184,10 @@ func (s *Store) runBatch(batch []*request) {
 			// requests that it flushed were rolled back and are pending again.
 			w.pending = append(append([]pendingRow(nil), w.saved...), w.pending[:w.mark]...)
 			w.head, w.headLoaded, w.headDirty = head, headLoaded, headDirty
+			w.reqDelta = nil
 		} else {
 			w.batch.merge(&w.req)
+			w.keepDelta()
 		}
 		if _, err := s.wst.release.Exec(); err != nil {
 			s.rollback()
@@ -185,6 +213,7 @@ func (s *Store) runBatch(batch []*request) {
 		return
 	}
 	s.dict.commit(&w.batch)
+	s.publish(w.batchDelta)
 	finish(nil)
 	select {
 	case s.wrote <- struct{}{}:
@@ -232,6 +261,11 @@ type wtx struct {
 	head       chainHead
 	headLoaded bool
 	headDirty  bool
+
+	// Deferred rows added (removed, when negative) by type: by the
+	// committed-to-be requests of the batch, and by the running request
+	// (see deferred.go).
+	batchDelta, reqDelta map[string]int64
 }
 
 type pendingRow struct {
@@ -449,6 +483,12 @@ func (w *wtx) write(ctx context.Context, wr *storage.Write) (*fhir.Resource, err
 	}
 	if !wr.Delete && len(wr.Body) == 0 {
 		return nil, fmt.Errorf("embedded: write %s: empty body", wr.Type)
+	}
+	if wr.Defer {
+		return w.deferWrite(ctx, wr)
+	}
+	if err := w.settleFor(wr.Type); err != nil {
+		return nil, err
 	}
 	tid, err := w.typeID(wr.Type)
 	if err != nil {
