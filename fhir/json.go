@@ -112,6 +112,11 @@ func skipSpace(b []byte, i int) int {
 
 // skipString returns the offset just past the string starting at b[i] == '"'.
 func skipString(b []byte, i int) (int, error) {
+	// Most strings have no escapes: find the closing quote with IndexByte
+	// and check that no backslash comes before it.
+	if q := bytes.IndexByte(b[i+1:], '"'); q >= 0 && bytes.IndexByte(b[i+1:i+1+q], '\\') < 0 {
+		return i + 2 + q, nil
+	}
 	for j := i + 1; j < len(b); j++ {
 		switch b[j] {
 		case '\\':
@@ -259,16 +264,26 @@ func AppendString(dst []byte, s string) []byte { return appendQuoted(dst, s) }
 // resourceType stays first, id and meta follow it, and every other member
 // keeps its bytes and its order.
 func Stamp(body []byte, id string, version int64, lastUpdated time.Time) ([]byte, error) {
+	// One pass: the other members go to rest, meta is kept for the header.
 	var oldMeta []byte
+	rest := make([]byte, 0, len(body))
 	if err := ScanObject(body, func(key string, val []byte) error {
-		if key == "meta" {
+		switch key {
+		case "meta":
 			oldMeta = val
+			return nil
+		case "resourceType", "id":
+			return nil
 		}
+		rest = append(rest, ',')
+		rest = appendQuoted(rest, key)
+		rest = append(rest, ':')
+		rest = append(rest, val...)
 		return nil
 	}); err != nil {
 		return nil, err
 	}
-	out := make([]byte, 0, len(body)+96)
+	out := make([]byte, 0, len(rest)+len(oldMeta)+96)
 	out = append(out, '{')
 	if rt, _, err := Header(body); err == nil && rt != "" {
 		out = append(out, `"resourceType":`...)
@@ -298,20 +313,7 @@ func Stamp(body []byte, id string, version int64, lastUpdated time.Time) ([]byte
 		}
 	}
 	out = append(out, '}')
-	err := ScanObject(body, func(key string, val []byte) error {
-		switch key {
-		case "resourceType", "id", "meta":
-			return nil
-		}
-		out = append(out, ',')
-		out = appendQuoted(out, key)
-		out = append(out, ':')
-		out = append(out, val...)
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
+	out = append(out, rest...)
 	return append(out, '}'), nil
 }
 

@@ -337,21 +337,14 @@ func Seal(prev, body []byte) (sealed, hash []byte, err error) {
 		prevText = "sha256:" + hex.EncodeToString(prev)
 	}
 	ext := `{"url":"` + ChainURL + `","valueString":"` + prevText + `"}`
-	var out []byte
 	found := false
+	// insert the extension right after the id
+	out := make([]byte, 0, len(body)+len(ext)+16)
+	first := true
 	err = fhir.ScanObject(body, func(key string, val []byte) error {
 		if key == "extension" {
 			return errors.New("audit: the event already has extensions")
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	// insert the extension right after the id
-	out = make([]byte, 0, len(body)+len(ext)+16)
-	first := true
-	err = fhir.ScanObject(body, func(key string, val []byte) error {
 		if !first {
 			out = append(out, ',')
 		} else {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 
 	"regie/fhir"
 	"regie/fhir/search"
@@ -23,42 +24,62 @@ var (
 
 // ChainHead returns the position (1 for the first link; 0 when the chain
 // is empty) and hash of the last link of the hash chain (see
-// storage.Write.Chain).
+// storage.Write.Chain), deferred writes included.
 func (s *Store) ChainHead(ctx context.Context) (seq int64, hash []byte, err error) {
 	if s.isClosed() {
 		return 0, nil, fmt.Errorf("embedded: chain head: %w", storage.ErrClosed)
 	}
-	err = s.rdb.QueryRowContext(ctx, `SELECT seq, hash FROM chain_head WHERE id = 1`).Scan(&seq, &hash)
-	if errors.Is(err, errNoRows) {
-		return 0, nil, nil
-	}
-	if err != nil {
-		return 0, nil, s.readErr("chain head", ctxOr(ctx, err))
-	}
-	return seq, hash, nil
+	h := s.pubHead.Load()
+	return h.seq, slices.Clone(h.hash), nil
 }
 
 // WalkChain calls fn with the id and stored body of every chained write
-// (see storage.Write.Chain), in chain order, deferred ones included, from one consistent snapshot,
-// for `regie audit verify`. A link whose version was removed is passed
-// with a nil body (and an empty id if its resource row is gone too), so
-// the verifier reports the break where it is. If fn returns an error,
-// WalkChain stops and returns it. After the last link it checks that the
-// links reach the chain's head: if not, it returns an error wrapping
-// ErrChainTruncated.
+// (see storage.Write.Chain), in chain order, deferred ones included (those
+// in the log too), from one consistent snapshot, for `regie audit verify`.
+// A link whose version was removed is passed with a nil body (and an empty
+// id if its resource row is gone too), so the verifier reports the break
+// where it is. If fn returns an error, WalkChain stops and returns it.
+// After the last link it checks that the links are numbered without a gap
+// and reach the head stored in the database: if not, it returns an error
+// wrapping ErrChainTruncated.
 func (s *Store) WalkChain(ctx context.Context, fn func(id string, body []byte) error) error {
 	if s.isClosed() {
 		return fmt.Errorf("embedded: walk chain: %w", storage.ErrClosed)
+	}
+	if s.dlog != nil {
+		// the log is not emptied while it is read
+		s.dlog.walkMu.RLock()
+		defer s.dlog.walkMu.RUnlock()
 	}
 	tx, err := s.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return s.readErr("walk chain", ctxOr(ctx, err))
 	}
 	defer tx.Rollback()
-	var head int64
+	var head, logSeq, logOff int64
 	var hash []byte
 	if err := tx.QueryRowContext(ctx, `SELECT seq, hash FROM chain_head WHERE id = 1`).Scan(&head, &hash); err != nil && !errors.Is(err, errNoRows) {
 		return s.readErr("walk chain", ctxOr(ctx, err))
+	}
+	if err := tx.QueryRowContext(ctx, `SELECT off, seq FROM log_state WHERE id = 1`).Scan(&logOff, &logSeq); err != nil && !errors.Is(err, errNoRows) {
+		return s.readErr("walk chain", ctxOr(ctx, err))
+	}
+	// The log's records not materialised in this snapshot, read first (the
+	// log only grows meanwhile, and records materialised since stay in it).
+	type link struct {
+		seq  int64
+		id   string
+		body []byte
+	}
+	var logged []link
+	if s.dlog != nil {
+		err := s.dlog.walkLog(logSeq, func(d *deferredRow) error {
+			logged = append(logged, link{d.seq, d.id, d.body})
+			return nil
+		})
+		if err != nil {
+			return err
+		}
 	}
 	rows, err := tx.QueryContext(ctx, `SELECT c.seq, coalesce(r.id, ''), v.body FROM chain c
 		LEFT JOIN resources r ON r.rid = c.rid LEFT JOIN versions v ON v.vid = c.vid
@@ -68,21 +89,35 @@ func (s *Store) WalkChain(ctx context.Context, fn func(id string, body []byte) e
 	}
 	defer rows.Close()
 	var last, n int64
+	emit := func(l link) error {
+		last = l.seq
+		n++
+		return fn(l.id, l.body)
+	}
 	for rows.Next() {
-		var id string
-		var body []byte
-		if err := rows.Scan(&last, &id, &body); err != nil {
+		var l link
+		if err := rows.Scan(&l.seq, &l.id, &l.body); err != nil {
 			return s.readErr("walk chain", err)
 		}
-		n++
-		if err := fn(id, body); err != nil {
+		for len(logged) > 0 && logged[0].seq < l.seq {
+			if err := emit(logged[0]); err != nil {
+				return err
+			}
+			logged = logged[1:]
+		}
+		if err := emit(l); err != nil {
 			return err
 		}
 	}
 	if err := rows.Err(); err != nil {
 		return s.readErr("walk chain", ctxOr(ctx, err))
 	}
-	if last != head || n != head {
+	for _, l := range logged {
+		if err := emit(l); err != nil {
+			return err
+		}
+	}
+	if last != n || last < head {
 		return fmt.Errorf("%w: %d links stored, the last at position %d, but the head is at position %d", ErrChainTruncated, n, last, head)
 	}
 	return nil

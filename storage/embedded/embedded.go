@@ -12,6 +12,7 @@ package embedded
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -64,13 +65,20 @@ type Options struct {
 	WriterCacheKiB int
 	// MaxBacklog bounds the deferred writes (storage.Write.Defer) waiting
 	// to be materialised: above it, the writer materialises some after
-	// every batch (default 8192, about a second of its work).
+	// every batch (default 16384, under a second of its work to settle).
 	MaxBacklog int
 	// Idle is how long the writer waits for a request before it
 	// materialises deferred writes in the background (default 2 ms;
 	// negative: only above MaxBacklog, or when a read needs them, and not
 	// at Close).
 	Idle time.Duration
+	// LogSync is how often the log of deferred writes (LogName) is
+	// fsynced while it has records not yet durable (default 5 ms; always
+	// before a database commit). Negative: before each deferred write
+	// returns. A deferred write returns once its record is written to the
+	// file (it survives a crash of the process); the interval bounds what
+	// a power failure can take, which is always the end of the chain.
+	LogSync time.Duration
 	// Now is the clock (default time.Now); lastUpdated never goes back even
 	// if it does.
 	Now func() time.Time
@@ -107,6 +115,11 @@ type Store struct {
 	last int64 // the last vid (lastUpdated, µs) handed out
 
 	backlog           atomic.Pointer[backlog] // deferred writes waiting (deferred.go)
+	dlog              *dlog                   // the log of deferred writes (dlog.go)
+	logSync           time.Duration           // see Options.LogSync
+	head              chainHead               // the chain's head (the writer's)
+	pubHead           atomic.Pointer[chainHead]
+	gens              sync.Map // tid -> *atomic.Uint64 (typeGen)
 	maxBacklog        int64
 	idle              time.Duration // see Options.Idle
 	materialiseFailed atomic.Bool   // stops background materialising after an error
@@ -151,6 +164,9 @@ func Open(dir string, opts *Options) (*Store, error) {
 	if o.WriterCacheKiB <= 0 {
 		o.WriterCacheKiB = 131072
 	}
+	if o.LogSync == 0 {
+		o.LogSync = defaultLogSync
+	}
 	if o.Idle == 0 {
 		o.Idle = idleDelay
 	}
@@ -171,6 +187,7 @@ func Open(dir string, opts *Options) (*Store, error) {
 		maxBatch:   o.MaxBatch,
 		maxBacklog: int64(o.MaxBacklog),
 		idle:       o.Idle,
+		logSync:    o.LogSync,
 		queue:      make(chan *request, 4*o.MaxBatch),
 		stop:       make(chan struct{}),
 		wrote:      make(chan struct{}, 1),
@@ -180,7 +197,17 @@ func Open(dir string, opts *Options) (*Store, error) {
 		s.closeDBs()
 		return nil, err
 	}
+	if err := s.openLog(context.Background(), dir); err != nil {
+		s.closeDBs()
+		return nil, err
+	}
+	h := s.head
+	s.pubHead.Store(&h)
 	go s.writer()
+	if o.LogSync > 0 {
+		s.bg.Add(1)
+		go s.syncer(o.LogSync)
+	}
 	s.bg.Add(1)
 	go s.checkpointer()
 	if o.PurgeInterval > 0 {
@@ -257,6 +284,22 @@ func (s *Store) open(o Options) error {
 	}
 	if err := s.loadBacklog(ctx); err != nil {
 		return err
+	}
+	// The chain's head: chain_head, or a later link materialised from the
+	// log (which does not write chain_head); openLog looks at the log.
+	err = s.wconn.QueryRowContext(ctx, `SELECT seq, hash FROM chain_head WHERE id = 1`).Scan(&s.head.seq, &s.head.hash)
+	if err != nil && !errors.Is(err, errNoRows) {
+		return fmt.Errorf("embedded: open: %w", err)
+	}
+	var seq int64
+	var body []byte
+	err = s.wconn.QueryRowContext(ctx, `SELECT c.seq, v.body FROM chain c JOIN versions v ON v.vid = c.vid ORDER BY c.seq DESC LIMIT 1`).Scan(&seq, &body)
+	if err != nil && !errors.Is(err, errNoRows) {
+		return fmt.Errorf("embedded: open: %w", err)
+	}
+	if seq > s.head.seq && body != nil {
+		h := sha256.Sum256(body)
+		s.head = chainHead{seq: seq, hash: h[:]}
 	}
 	s.dict, err = loadDict(ctx, s.wconn)
 	if err != nil {
@@ -336,6 +379,11 @@ func (s *Store) Close() error {
 		s.mu.Unlock()
 		<-s.done
 		s.bg.Wait()
+		if s.dlog != nil {
+			if err := s.dlog.sync(); err != nil {
+				s.closeErr = err
+			}
+		}
 		if _, err := s.wconn.ExecContext(context.Background(), "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
 			s.closeErr = fmt.Errorf("embedded: checkpoint: %w", err)
 		}
@@ -354,6 +402,9 @@ func (s *Store) closeDBs() error {
 		}
 	}
 	s.closeSearchConns()
+	if s.dlog != nil {
+		errs = append(errs, s.dlog.f.Close())
+	}
 	if s.wconn != nil {
 		errs = append(errs, s.wconn.Close())
 	}

@@ -4,7 +4,7 @@ package embedded
 // with a newer one.
 // Version 2 added entries.list (the exact index entries of a resource) and
 // the audit hash chain (chain, chain_head); version 3 the deferred writes
-// (deferred).
+// (deferred, log_state).
 const schemaVersion = 3
 
 // schema is the whole database layout. Times are Unix microseconds. See
@@ -51,6 +51,9 @@ const schemaVersion = 3
 //     above in bulk (deferred.go): seq is the chain position they were
 //     sealed at, vid their lastUpdated, list their entry list, body the
 //     sealed body. (tid, id) is unique, as in resources.
+//   - log_state has one row: how far the log of deferred writes beside the
+//     database (dlog.go) is materialised: the offset after the last
+//     record moved and its chain position.
 //
 // Records: a small key-value table with versions and expiry.
 const schema = `
@@ -197,6 +200,12 @@ CREATE TABLE IF NOT EXISTS deferred (
 	list BLOB,
 	body BLOB NOT NULL,
 	UNIQUE (tid, id)
+);
+
+CREATE TABLE IF NOT EXISTS log_state (
+	id  INTEGER PRIMARY KEY CHECK (id = 1),
+	off INTEGER NOT NULL,
+	seq INTEGER NOT NULL
 );
 
 CREATE TABLE IF NOT EXISTS records (

@@ -19,7 +19,7 @@ type preparer interface {
 type stmts struct {
 	db preparer
 
-	readCur, readVer, getRec, readEntries *sql.Stmt
+	readCur, readVer, getRec, readEntries, keyUsed *sql.Stmt
 
 	curKey, verByRid, insRes, updRes, insVer *sql.Stmt
 	getEntries, putEntries, delEntries       *sql.Stmt
@@ -27,6 +27,7 @@ type stmts struct {
 	putRec, delRec                           *sql.Stmt
 	isChained, insChain, getHead, putHead    *sql.Stmt
 	insDeferred, getDeferred, delDeferred    *sql.Stmt
+	putLogState                              *sql.Stmt
 	begin, commit, savepoint, release        *sql.Stmt
 	rollbackTo                               *sql.Stmt
 	idxInsert, idxDelete                     [tabEnd]*sql.Stmt
@@ -53,6 +54,7 @@ func prepare(ctx context.Context, db preparer) (*stmts, error) {
 	p(&st.getRec, `SELECT value, version, expires FROM records WHERE kind = ? AND key = ?`)
 	p(&st.readEntries, `SELECT r.rid, r.version, r.vid, v.body, e.list, e.rows FROM resources r JOIN versions v ON v.vid = r.vid
 		LEFT JOIN entries e ON e.rid = r.rid WHERE r.tid = ? AND r.id = ?`)
+	p(&st.keyUsed, `SELECT 1 FROM resources WHERE tid = ?1 AND id = ?2 UNION ALL SELECT 1 FROM deferred WHERE tid = ?1 AND id = ?2 LIMIT 1`)
 	if _, ok := db.(*sql.Conn); ok {
 		p(&st.curKey, `SELECT rid, version, deleted FROM resources WHERE tid = ? AND id = ?`)
 		p(&st.verByRid, `SELECT version, deleted FROM resources WHERE rid = ?`)
@@ -74,6 +76,7 @@ func prepare(ctx context.Context, db preparer) (*stmts, error) {
 		p(&st.insDeferred, `INSERT INTO deferred(seq, tid, id, vid, list, body) VALUES (?, ?, ?, ?, ?, ?)`)
 		p(&st.getDeferred, `SELECT seq, tid, id, vid, list, body FROM deferred ORDER BY seq LIMIT ?`)
 		p(&st.delDeferred, `DELETE FROM deferred WHERE seq <= ?`)
+		p(&st.putLogState, `INSERT OR REPLACE INTO log_state(id, off, seq) VALUES (1, ?, ?)`)
 		p(&st.begin, `BEGIN IMMEDIATE`)
 		p(&st.commit, `COMMIT`)
 		p(&st.savepoint, `SAVEPOINT req`)

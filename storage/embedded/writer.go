@@ -27,6 +27,7 @@ const (
 type request struct {
 	ctx   context.Context
 	fn    func(w *wtx) error
+	lw    *logWrite // instead of fn: a record for the log (dlog.go)
 	state atomic.Int32
 	err   error
 	done  chan struct{}
@@ -37,10 +38,13 @@ type request struct {
 // it runs, submit waits for the outcome so that a write never happens
 // behind an error.
 func (s *Store) submit(ctx context.Context, fn func(w *wtx) error) error {
+	return s.submitRequest(ctx, &request{ctx: ctx, fn: fn, done: make(chan struct{})})
+}
+
+func (s *Store) submitRequest(ctx context.Context, r *request) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	r := &request{ctx: ctx, fn: fn, done: make(chan struct{})}
 	s.mu.RLock()
 	if s.closed {
 		s.mu.RUnlock()
@@ -108,7 +112,7 @@ func (s *Store) writer() {
 				break fill
 			}
 		}
-		s.runBatch(batch)
+		s.runBatches(batch)
 		clear(batch)
 		if s.Backlog() > s.maxBacklog && !s.materialiseFailed.Load() {
 			// Backpressure: the backlog stays bounded, so settling it does too.
@@ -120,6 +124,25 @@ func (s *Store) writer() {
 				s.log.Error("embedded: truncate the WAL", "err", err)
 			}
 		}
+	}
+}
+
+// runBatches runs the log requests of a batch (runLogBatch) and then the
+// others (runBatch).
+func (s *Store) runBatches(batch []*request) {
+	logs, others := batch[:0:0], batch[:0:0]
+	for _, r := range batch {
+		if r.lw != nil {
+			logs = append(logs, r)
+		} else {
+			others = append(others, r)
+		}
+	}
+	if len(logs) > 0 {
+		s.runLogBatch(logs)
+	}
+	if len(others) > 0 {
+		s.runBatch(others)
 	}
 }
 
@@ -151,12 +174,16 @@ func (s *Store) runBatch(batch []*request) {
 		finish(fmt.Errorf("embedded: begin: %w", err))
 		return
 	}
-	w := &wtx{s: s, st: s.wst, batch: newDictEntries()}
+	w := &wtx{s: s, st: s.wst, batch: newDictEntries(), head: s.head, headLoaded: true}
+	if s.dlog != nil {
+		w.logOff, w.logSeq = s.dlog.matOff, s.dlog.matSeq
+	}
 	single := len(live) == 1
 	for _, r := range live {
 		w.req = newDictEntries()
 		w.mark, w.saved = len(w.pending), w.saved[:0]
 		head, headLoaded, headDirty := w.head, w.headLoaded, w.headDirty
+		logOff, logSeq, logIDs := w.logOff, w.logSeq, len(w.logIDs)
 		if single {
 			r.err = w.run(r)
 			if r.err != nil {
@@ -184,6 +211,7 @@ func (s *Store) runBatch(batch []*request) {
 			// requests that it flushed were rolled back and are pending again.
 			w.pending = append(append([]pendingRow(nil), w.saved...), w.pending[:w.mark]...)
 			w.head, w.headLoaded, w.headDirty = head, headLoaded, headDirty
+			w.logOff, w.logSeq, w.logIDs = logOff, logSeq, w.logIDs[:logIDs]
 			w.reqDelta = nil
 		} else {
 			w.batch.merge(&w.req)
@@ -207,12 +235,29 @@ func (s *Store) runBatch(batch []*request) {
 			return
 		}
 	}
+	if s.dlog != nil {
+		// A link in the database must not follow one the log could lose.
+		if err := s.dlog.sync(); err != nil {
+			s.rollback()
+			finish(err)
+			return
+		}
+	}
 	if _, err := s.wst.commit.Exec(); err != nil {
 		s.rollback()
 		finish(fmt.Errorf("embedded: commit: %w", err))
 		return
 	}
 	s.dict.commit(&w.batch)
+	for _, tid := range w.tids {
+		s.typeGen(tid).Add(1)
+	}
+	if w.headDirty {
+		s.head = w.head
+		h := w.head
+		s.pubHead.Store(&h)
+	}
+	s.logCommitted(w)
 	s.publish(w.batchDelta)
 	finish(nil)
 	select {
@@ -266,6 +311,23 @@ type wtx struct {
 	// committed-to-be requests of the batch, and by the running request
 	// (see deferred.go).
 	batchDelta, reqDelta map[string]int64
+
+	// The log materialised up to offset logOff, chain position logSeq, in
+	// this transaction; logIDs are the keys of its records materialised
+	// (dlog.go).
+	logOff, logSeq int64
+	logIDs         []string
+
+	entries []search.Entry // reused by materialiseRow
+
+	tids []int64 // the types of the resources written (for typeGen)
+}
+
+// wrote notes that the transaction writes a resource of type tid.
+func (w *wtx) wrote(tid int64) {
+	if !slices.Contains(w.tids, tid) {
+		w.tids = append(w.tids, tid)
+	}
 }
 
 type pendingRow struct {
@@ -521,6 +583,7 @@ func (w *wtx) write(ctx context.Context, wr *storage.Write) (*fhir.Resource, err
 	case wr.CreateOnly && exists && !deleted:
 		return nil, fmt.Errorf("embedded: write %s: %w", wr.Type, storage.ErrExists)
 	}
+	w.wrote(tid)
 	vid := w.s.nextVID()
 	res := &fhir.Resource{Type: wr.Type, ID: wr.ID, Version: version + 1, LastUpdated: time.UnixMicro(vid).UTC(), Deleted: wr.Delete}
 	var body []byte
@@ -689,6 +752,14 @@ func (w *wtx) replaceRows(tid, rid int64, existed bool, entries []search.Entry) 
 
 // Write implements storage.Store.
 func (s *Store) Write(ctx context.Context, wr *storage.Write) (*fhir.Resource, error) {
+	if wr.Defer {
+		if lw, ok := s.forLog(wr); ok {
+			if err := s.submitRequest(ctx, &request{ctx: ctx, lw: lw, done: make(chan struct{})}); err != nil {
+				return nil, err
+			}
+			return lw.res, nil
+		}
+	}
 	var res *fhir.Resource
 	err := s.submit(ctx, func(w *wtx) error {
 		var err error
